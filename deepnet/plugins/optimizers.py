@@ -1,0 +1,57 @@
+"""Built-in optimizer: SGD with optional momentum and Nesterov momentum (as PyTorch's SGD)."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from deepnet.core.components import Array, Optimizer
+from deepnet.core.errors import DeepnetError
+from deepnet.core.hookspecs import hookimpl
+
+
+def positive(instance, attribute, value):
+    if not value > 0:
+        raise DeepnetError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def unit_interval(instance, attribute, value):
+    if not 0 <= value < 1:
+        raise DeepnetError(f"{attribute.name} must be in [0, 1), got {value!r}")
+
+
+@attrs.define
+class SGD(Optimizer):
+    """Stochastic gradient descent: v = μ·v + g; p -= lr·v (Nesterov: p -= lr·(g + μ·v))."""
+
+    lr: float = attrs.field(default=0.01, validator=positive)
+    momentum: float = attrs.field(default=0.0, validator=unit_interval)
+    nesterov: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.nesterov and self.momentum == 0:
+            raise DeepnetError("nesterov needs momentum > 0, e.g. momentum=0.9")
+
+    def init(self, params: list[Array]) -> list[dict[str, Array]]:
+        if not self.momentum:
+            return [{} for _ in params]
+        return [{"velocity": np.zeros_like(p)} for p in params]
+
+    def step(self, params, grads, state, lr):
+        mu = self.momentum
+        for p, g, s in zip(params, grads, state, strict=True):
+            if not mu:
+                p -= lr * g
+                continue
+            v = s["velocity"]
+            v *= mu
+            v += g
+            if self.nesterov:
+                p -= lr * (g + mu * v)
+            else:
+                p -= lr * v
+
+
+@hookimpl
+def deepnet_register_optimizers(register):
+    register(SGD, name="sgd")
