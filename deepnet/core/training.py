@@ -1,0 +1,186 @@
+"""Mini-batch training: shuffling, a dev set, schedules, callbacks, history, divergence checks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from deepnet.core.components import Callback
+from deepnet.core.errors import DeepnetError, DivergenceError, ShapeError
+from deepnet.core.plugins import get_registry
+
+
+@attrs.define
+class History:
+    """Per-epoch metrics: ``history.epochs[i]`` is a dict; ``history["loss"]`` a column."""
+
+    epochs: list[dict[str, float]] = attrs.Factory(list)
+    seed: int | None = None
+    stopped_early: bool = False
+
+    def __getitem__(self, key: str) -> list[float]:
+        return [e[key] for e in self.epochs if key in e]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "stopped_early": self.stopped_early, "epochs": self.epochs}
+
+    def write(self, path: str | Path) -> Path:
+        """Write as JSON, or CSV when the file name ends in ``.csv``."""
+        path = Path(path)
+        if path.suffix.lower() == ".csv":
+            keys = sorted({k for e in self.epochs for k in e}, key=_column_order)
+            with path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(self.epochs)
+        else:
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+
+def _column_order(key: str) -> tuple[int, str]:
+    order = ["epoch", "loss", "train_accuracy", "dev_loss", "dev_accuracy", "lr", "seconds"]
+    return (order.index(key) if key in order else len(order), key)
+
+
+def split_dev(
+    x: np.ndarray, y: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of ``(x, y)`` at random: ``(x_train, y_train, x_dev, y_dev)``."""
+    if not 0 <= fraction < 1:
+        raise DeepnetError(f"dev_fraction must be in [0, 1), got {fraction}")
+    n_dev = int(round(len(x) * fraction))
+    order = rng.permutation(len(x))
+    dev, train = order[:n_dev], order[n_dev:]
+    return x[train], y[train], x[dev], y[dev]
+
+
+def fit(
+    model,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int = 10,
+    batch_size: int = 64,
+    optimizer: Any = "sgd",
+    lr: float | None = None,
+    schedule: Any = "constant",
+    dev: tuple[Any, Any] | None = None,
+    dev_fraction: float = 0.0,
+    shuffle: bool = True,
+    seed: int | None = None,
+    callbacks: Sequence[Any] = (),
+) -> History:
+    """Train ``model`` on ``x`` ``(N, *input_shape)`` and labels ``y`` ``(N,)`` or ``(N, K)``.
+
+    ``optimizer``, ``schedule`` and ``callbacks`` are components or registry names; ``lr``
+    overrides the optimizer's rate. The dev set is ``dev`` if given, else ``dev_fraction`` of
+    the training data held out at random (seeded). ``shuffle=False`` keeps the data's order
+    (as the course notebook did). Gradients are batch means unless the loss has
+    ``reduction="sum"``. The epoch's ``loss`` and ``train_accuracy`` are running means over its
+    batches (in training mode); dev metrics are computed in evaluation mode after each epoch.
+
+    A non-finite loss raises :class:`DivergenceError` with the weights of the last complete
+    epoch restored. The same seed gives bit-identical results.
+    """
+    registry = get_registry()
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise DeepnetError(f"epochs must be a positive integer, got {epochs!r}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise DeepnetError(f"batch_size must be a positive integer, got {batch_size!r}")
+    x = np.asarray(x)
+    if len(x) != len(y):
+        raise ShapeError(f"x has {len(x)} samples but y has {len(y)}")
+    seq = np.random.SeedSequence(seed)
+    seed = int(seq.entropy) if seed is None else seed  # type: ignore[arg-type]
+    build_seq, split_seq, shuffle_seq = seq.spawn(3)
+    if not model.built:
+        model.build(x.shape[1:], seed=int(build_seq.generate_state(1)[0]))
+    x = model.check_input(x)
+    y_all = model.one_hot(y)
+    if dev is not None:
+        x_dev, y_dev = model.check_input(dev[0]), model.one_hot(dev[1])
+    elif dev_fraction:
+        x, y_all, x_dev, y_dev = split_dev(x, y_all, dev_fraction, np.random.default_rng(split_seq))
+    else:
+        x_dev = y_dev = None
+    if len(x) == 0:
+        raise DeepnetError("no training samples left")
+
+    opt = registry.create("optimizer", optimizer)
+    base_lr = float(lr if lr is not None else opt.lr)
+    sched = registry.create("schedule", schedule)
+    cbs: list[Callback] = [registry.create("callback", c) for c in callbacks]
+    params = [p for _, _, p in model.parameters()]
+    keys = [(i, name) for i, name, _ in model.parameters()]
+    state = opt.init(params)
+    rng = np.random.default_rng(shuffle_seq)
+    n = len(x)
+    n_batches = math.ceil(n / batch_size)
+    history = History(seed=seed)
+    model.meta["training"] = {
+        "epochs": epochs, "batch_size": batch_size, "lr": base_lr, "shuffle": shuffle,
+        "seed": seed, "dev_fraction": dev_fraction, "samples": n,
+        "optimizer": registry.config_of(opt), "schedule": registry.config_of(sched),
+        "loss": registry.config_of(model.loss),
+    }  # fmt: skip
+
+    for cb in cbs:
+        cb.on_train_begin(model)
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        snapshot = model.get_weights()
+        if shuffle:
+            order = rng.permutation(n)
+            xs, ys = x[order], y_all[order]
+        else:
+            xs, ys = x, y_all
+        loss_sum = correct = 0.0
+        lr_now = base_lr
+        for b in range(n_batches):
+            xb, yb = xs[b * batch_size : (b + 1) * batch_size], ys[b * batch_size : (b + 1) * batch_size]
+            a, caches = model.forward(xb, training=True)
+            loss = model.loss.forward(a, yb)
+            grads = model.backward(caches, yb)
+            loss += model.regularize(grads)
+            if not math.isfinite(loss):
+                model.set_weights(snapshot)
+                raise DivergenceError(
+                    f"loss became {loss} at epoch {epoch + 1}, batch {b + 1} (lr {lr_now:g}); "
+                    f"weights restored to the end of epoch {epoch}. Lower the learning rate, "
+                    "use a scaled initializer or check the data"
+                )
+            lr_now = sched(base_lr, epoch + b / n_batches, epochs)
+            opt.step(params, [grads[i][name] for i, name in keys], state, lr_now)
+            model.constrain()
+            per_sample = loss / len(xb) if model.loss.reduction == "sum" else loss
+            loss_sum += per_sample * len(xb)
+            correct += int((a.argmax(axis=1) == yb.argmax(axis=1)).sum())
+            for cb in cbs:
+                cb.on_batch_end(model, epoch, b, n_batches, per_sample)
+        logs: dict[str, float] = {
+            "epoch": epoch + 1, "loss": loss_sum / n, "train_accuracy": correct / n, "lr": lr_now,
+        }  # fmt: skip
+        if x_dev is not None and len(x_dev):
+            dev_metrics = model.evaluate(x_dev, y_dev)
+            logs["dev_loss"], logs["dev_accuracy"] = dev_metrics["loss"], dev_metrics["accuracy"]
+        logs["seconds"] = time.perf_counter() - start
+        history.epochs.append(logs)
+        stop = False
+        for cb in cbs:
+            stop = bool(cb.on_epoch_end(model, epoch, logs)) or stop
+        if stop:
+            history.stopped_early = True
+            break
+    for cb in cbs:
+        cb.on_train_end(model)
+    model.meta["history"] = history.to_dict()
+    return history
