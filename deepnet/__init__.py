@@ -12,7 +12,7 @@ Quick start::
 
 __version__ = "0.1.0"
 
-from deepnet.core.components import (  # noqa: E402
+from deepnet.core.components import (
     Activation,
     Callback,
     Initializer,
@@ -22,7 +22,7 @@ from deepnet.core.components import (  # noqa: E402
     Regularizer,
     Schedule,
 )
-from deepnet.core.errors import (  # noqa: E402
+from deepnet.core.errors import (
     AmbiguousComponentError,
     DataFormatError,
     DeepnetError,
@@ -32,12 +32,12 @@ from deepnet.core.errors import (  # noqa: E402
     ShapeError,
     UnknownComponentError,
 )
-from deepnet.core.hookspecs import hookimpl  # noqa: E402
-from deepnet.core.model import Model  # noqa: E402
-from deepnet.core.plugins import create, get_registry, load_plugins  # noqa: E402
-from deepnet.core.serialization import load_model as load  # noqa: E402
-from deepnet.core.training import History  # noqa: E402
-from deepnet.plugins.layers import Dense, Flatten  # noqa: E402
+from deepnet.core.hookspecs import hookimpl
+from deepnet.core.model import Model
+from deepnet.core.plugins import create, get_registry, load_plugins
+from deepnet.core.serialization import load_model as load
+from deepnet.core.training import History
+from deepnet.plugins.layers import Dense, Flatten
 
 
 def load_mnist(**kwargs):
@@ -68,11 +68,11 @@ __all__ = [
     "Schedule",
     "ShapeError",
     "UnknownComponentError",
+    "__version__",
     "create",
     "get_registry",
     "hookimpl",
     "load",
     "load_mnist",
     "load_plugins",
-    "__version__",
 ]

@@ -36,7 +36,9 @@ class GradCheck:
 
     def __str__(self) -> str:
         parts = ", ".join(f"{k}: {v:.2e}" for k, v in self.errors.items())
-        return f"{'PASS' if self.passed else 'FAIL'} max relative error {self.max_error:.2e} ({parts})"
+        return (
+            f"{'PASS' if self.passed else 'FAIL'} max relative error {self.max_error:.2e} ({parts})"
+        )
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -166,7 +168,9 @@ def check_layer(
     return GradCheck(errors)
 
 
-def check_regularizer(reg: Regularizer, shape: tuple[int, ...] = (5, 4), seed: int = 0) -> GradCheck:
+def check_regularizer(
+    reg: Regularizer, shape: tuple[int, ...] = (5, 4), seed: int = 0
+) -> GradCheck:
     """``gradient(w)`` against the numeric gradient of ``penalty(w)``."""
     w = _away_from_kinks(np.random.default_rng(seed), shape, 1.0)
     g = reg.gradient(w)
@@ -194,7 +198,7 @@ def check_model(model: Any, x: np.ndarray, y: np.ndarray, max_per_param: int = 2
         )
         return float(loss + penalty)
 
-    a, caches = model.forward(x, training=False)
+    _, caches = model.forward(x, training=False)
     grads = model.backward(caches, targets)
     model.regularize(grads)
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""The plugin manager: built-ins and third parties both arrive through entry point group ``deepnet``.
+"""The plugin manager: built-ins and third parties both arrive via entry point group ``deepnet``.
 
 Each entry point is loaded on its own: one that fails to import, to validate against the hook
 specs, or to register is recorded with its error, warned about and skipped, and everything else

@@ -14,6 +14,7 @@ import attrs
 import numpy as np
 
 from deepnet.core.components import Callback
+from deepnet.core.data import train_dev_split
 from deepnet.core.errors import DeepnetError, DivergenceError, ShapeError
 from deepnet.core.plugins import get_registry
 
@@ -49,18 +50,6 @@ class History:
 def _column_order(key: str) -> tuple[int, str]:
     order = ["epoch", "loss", "train_accuracy", "dev_loss", "dev_accuracy", "lr", "seconds"]
     return (order.index(key) if key in order else len(order), key)
-
-
-def split_dev(
-    x: np.ndarray, y: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out ``fraction`` of ``(x, y)`` at random: ``(x_train, y_train, x_dev, y_dev)``."""
-    if not 0 <= fraction < 1:
-        raise DeepnetError(f"dev_fraction must be in [0, 1), got {fraction}")
-    n_dev = int(round(len(x) * fraction))
-    order = rng.permutation(len(x))
-    dev, train = order[:n_dev], order[n_dev:]
-    return x[train], y[train], x[dev], y[dev]
 
 
 def fit(
@@ -109,7 +98,8 @@ def fit(
     if dev is not None:
         x_dev, y_dev = model.check_input(dev[0]), model.one_hot(dev[1])
     elif dev_fraction:
-        x, y_all, x_dev, y_dev = split_dev(x, y_all, dev_fraction, np.random.default_rng(split_seq))
+        split_seed = int(split_seq.generate_state(1)[0])
+        x, y_all, x_dev, y_dev = train_dev_split(x, y_all, dev_fraction, split_seed)
     else:
         x_dev = y_dev = None
     if len(x) == 0:
@@ -146,7 +136,10 @@ def fit(
         loss_sum = correct = 0.0
         lr_now = base_lr
         for b in range(n_batches):
-            xb, yb = xs[b * batch_size : (b + 1) * batch_size], ys[b * batch_size : (b + 1) * batch_size]
+            xb, yb = (
+                xs[b * batch_size : (b + 1) * batch_size],
+                ys[b * batch_size : (b + 1) * batch_size],
+            )
             a, caches = model.forward(xb, training=True)
             loss = model.loss.forward(a, yb)
             grads = model.backward(caches, yb)
