@@ -86,7 +86,7 @@ def default_name(factory: Callable[..., Any]) -> str:
     if isinstance(name, str):
         return name
     raw = getattr(factory, "__name__", type(factory).__name__)
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", raw).lower()
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", raw).lower()
 
 
 class Registry:

@@ -140,10 +140,13 @@ def fit(
                 xs[b * batch_size : (b + 1) * batch_size],
                 ys[b * batch_size : (b + 1) * batch_size],
             )
-            a, caches = model.forward(xb, training=True)
-            loss = model.loss.forward(a, yb)
-            grads = model.backward(caches, yb)
-            loss += model.regularize(grads)
+            # A diverging run overflows somewhere before its loss turns non-finite; the
+            # check below reports that once, clearly, instead of a stream of warnings.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                a, caches = model.forward(xb, training=True)
+                loss = model.loss.forward(a, yb)
+                grads = model.backward(caches, yb)
+                loss += model.regularize(grads)
             if not math.isfinite(loss):
                 model.set_weights(snapshot)
                 raise DivergenceError(
