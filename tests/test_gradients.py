@@ -78,7 +78,7 @@ def test_checker_catches_a_wrong_derivative():
 def test_fused_and_unfused_output_gradients_agree(blobs):
     x, y = blobs
     model = Model([Dense(3, "softmax")], dtype="float64").build((4,), seed=0)
-    a, caches = model.forward(x[:10])
+    _, caches = model.forward(x[:10])
     fused = model.backward(caches, model.one_hot(y[:10]))
     model._fused = False
     plain = model.backward(caches, model.one_hot(y[:10]))

@@ -83,7 +83,8 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]
     if not path.is_file():
         raise ModelFormatError(f"{path}: no such model file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own handle: np.load leaves its file open when the zip turns out damaged.
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise ModelFormatError(f"{path}: not a deepnet model file ({exc})") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -106,7 +107,10 @@ def fit(
         raise DeepnetError("no training samples left")
 
     opt = registry.create("optimizer", optimizer)
-    base_lr = float(lr if lr is not None else opt.lr)
+    if lr is not None:  # a copy, so that the recorded config shows the rate really used
+        opt = attrs.evolve(opt, lr=lr) if attrs.has(type(opt)) else copy.copy(opt)
+        opt.lr = lr
+    base_lr = float(opt.lr)
     sched = registry.create("schedule", schedule)
     cbs: list[Callback] = [registry.create("callback", c) for c in callbacks]
     params = [p for _, _, p in model.parameters()]

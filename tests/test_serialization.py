@@ -1,0 +1,122 @@
+"""Model files: round trip, atomic writes, no pickle, clear errors for bad or foreign files."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import deepnet
+from deepnet import Dense, Model, ModelFormatError
+from deepnet.core import serialization
+
+
+@pytest.fixture
+def trained(blobs):
+    x, y = blobs
+    model = Model([Dense(6, "relu", init="he_normal"), Dense(3, "softmax")])
+    model.fit(x, y, epochs=2, batch_size=20, lr=0.1, seed=0)
+    return model
+
+
+def test_round_trip_predicts_identically(trained, blobs, tmp_path):
+    path = trained.save(tmp_path / "m.npz")
+    loaded = deepnet.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(blobs[0]), trained.predict_proba(blobs[0]))
+    assert loaded.meta["training"]["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.0,
+                                                    "nesterov": False}  # fmt: skip
+    assert loaded.dtype == trained.dtype and loaded.input_shape == (4,)
+
+
+def test_file_is_npz_with_a_json_header_and_no_pickle(trained, tmp_path):
+    path = trained.save(tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        header = json.loads(npz["__header__"].tobytes())
+        assert npz["layers.0.params.W"].shape == (4, 6)
+    assert header["format"] == "deepnet-model"
+    assert header["layers"][0]["distribution"] == "deepnet"
+    assert header["layers"][0]["config"]["activation"] == "relu"
+
+
+def test_save_is_atomic(trained, tmp_path, monkeypatch):
+    path = trained.save(tmp_path / "m.npz")
+    good = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(serialization.np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        trained.save(path)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"hello, not a model", "not a deepnet model file"),
+        (b"", "not a deepnet model file"),
+    ],
+)
+def test_foreign_files_are_refused(content, message, tmp_path):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with pytest.raises(ModelFormatError, match=message):
+        deepnet.load(path)
+
+
+def test_plain_npz_without_header_is_refused(tmp_path):
+    np.savez(tmp_path / "weights.npz", W=np.zeros(3))
+    with pytest.raises(ModelFormatError, match="no deepnet header"):
+        deepnet.load(tmp_path / "weights.npz")
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelFormatError, match="no such model file"):
+        deepnet.load(tmp_path / "nope.npz")
+
+
+def rewrite_header(path, change):
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(arrays["__header__"].tobytes())
+    change(header, arrays)
+    arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+def test_missing_plugin_names_component_and_distribution(trained, tmp_path):
+    path = trained.save(tmp_path / "m.npz")
+
+    def use_missing(header, arrays):
+        header["layers"][0]["config"]["activation"] = "mish"
+        header["layers"][0]["config"]["name"] = "fancy_dense"
+        header["layers"][0]["distribution"] = "deepnet-fancy"
+        header["layers"][0]["version"] = "2.0"
+
+    rewrite_header(path, use_missing)
+    with pytest.raises(ModelFormatError, match=r"layer 'fancy_dense' from .*deepnet-fancy 2\.0.*"
+                       r"pip install deepnet-fancy"):  # fmt: skip
+        deepnet.load(path)
+
+
+def test_damaged_weights_are_reported(trained, tmp_path):
+    path = trained.save(tmp_path / "m.npz")
+    rewrite_header(path, lambda header, arrays: arrays.pop("layers.1.params.b"))
+    with pytest.raises(ModelFormatError, match=r"layer 1 lacks params\.b"):
+        deepnet.load(path)
+    path = trained.save(tmp_path / "m.npz")
+    rewrite_header(path, lambda h, arrays: arrays.update({"layers.0.params.W": np.zeros((2, 2))}))
+    with pytest.raises(ModelFormatError, match="do not fit"):
+        deepnet.load(path)
+
+
+def test_truncated_file_is_refused(trained, tmp_path):
+    path = trained.save(tmp_path / "m.npz")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ModelFormatError):
+        deepnet.load(path)
+    assert not zipfile.is_zipfile(path)
