@@ -1,0 +1,30 @@
+"""Optional dependencies: import them on demand, or fail with one line saying what to install."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from deepnet.core.errors import DeepnetError
+
+# Top-level module -> (extra of deepnet that installs it, its distribution, what needs it).
+EXTRAS = {
+    "PIL": ("image", "Pillow", "reading images"),
+    "matplotlib": ("plot", "matplotlib", "drawing pictures"),
+}
+
+
+class MissingExtraError(DeepnetError, ImportError):
+    """An optional dependency that a requested feature needs is not installed."""
+
+
+def require(module: str) -> ModuleType:
+    """``import module`` (one of :data:`EXTRAS` or a submodule) or raise one line on failure."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        extra, dist, purpose = EXTRAS[module.partition(".")[0]]
+        raise MissingExtraError(
+            f"{purpose} needs {dist}, which is not installed; "
+            f"install it with: pip install 'deepnet[{extra}]'"
+        ) from None

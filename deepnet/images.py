@@ -1,0 +1,189 @@
+"""Model inputs from files: pictures of digits prepared the way MNIST's were, and ``.npy`` arrays.
+
+MNIST digits are light ink on a dark background, cropped to their bounding box, scaled to fit
+20×20 keeping the aspect ratio (anti-aliased), and pasted into 28×28 with their center of mass
+at the center. :func:`mnist_digit` does the same to any grayscale picture, so photos and
+drawings (either polarity, any size) look like what the model was trained on. Pixel values stay
+in 0..255 here; :func:`normalize_pixels` then applies the model's training normalization.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepnet._extras import require
+from deepnet.core.data import MNIST_FILES, NORMALIZATIONS, read_idx
+from deepnet.core.errors import DataFormatError, DeepnetError
+
+SIDE = 28  # the canvas
+BOX = 20  # the digit's bounding box is scaled to fit this
+#: Ink below this fraction of the darkest stroke does not count for the bounding box: it keeps
+#: paper texture and JPEG noise from widening the crop.
+INK_THRESHOLD = 0.1
+#: A picture whose ink is fainter than this (out of 255) has no digit on it.
+MIN_CONTRAST = 16.0
+
+
+def mnist_digit(gray: Any) -> np.ndarray:
+    """A grayscale picture ``(H, W)`` (0..255, any polarity) as a 28×28 MNIST-style digit.
+
+    Returns float32 in 0..255, light on dark. Raises :class:`DeepnetError` for a blank picture.
+    """
+    g = np.asarray(gray, dtype=np.float64)
+    if g.ndim != 2 or g.size == 0:
+        raise DeepnetError(f"expected a 2-D grayscale picture, got shape {g.shape}")
+    # The border is mostly background even when the digit touches an edge.
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    background = float(np.median(border))
+    if background > 127.5:  # dark on light: invert to MNIST's light on dark
+        g, background = 255.0 - g, 255.0 - background
+    ink = np.clip(g - background, 0.0, None)
+    peak = float(ink.max())
+    if peak < MIN_CONTRAST:
+        raise DeepnetError("no digit found: the picture is blank or has almost no contrast")
+    ink *= 255.0 / peak  # a grey pencil stroke on grey paper becomes full-contrast
+    rows = np.flatnonzero((ink > INK_THRESHOLD * 255).any(axis=1))
+    cols = np.flatnonzero((ink > INK_THRESHOLD * 255).any(axis=0))
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    digit = _fit_box(crop)
+    return _center_of_mass_paste(digit)
+
+
+def _fit_box(crop: np.ndarray) -> np.ndarray:
+    pil = require("PIL.Image")
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resampling = getattr(pil, "Resampling", pil)  # Pillow < 9.1 has the constants on Image
+    resized = pil.fromarray(crop.astype(np.float32), mode="F").resize(size, resampling.LANCZOS)
+    return np.clip(np.asarray(resized, dtype=np.float64), 0.0, 255.0)
+
+
+def _center_of_mass_paste(digit: np.ndarray) -> np.ndarray:
+    h, w = digit.shape
+    total = digit.sum()
+    cy = (digit.sum(axis=1) @ np.arange(h)) / total
+    cx = (digit.sum(axis=0) @ np.arange(w)) / total
+    # MNIST's centers of mass sit at index 14.0 (measured on the training set), not 13.5.
+    top = int(np.clip(round(SIDE / 2 - cy), 0, SIDE - h))
+    left = int(np.clip(round(SIDE / 2 - cx), 0, SIDE - w))
+    canvas = np.zeros((SIDE, SIDE), dtype=np.float32)
+    canvas[top : top + h, left : left + w] = digit
+    return canvas
+
+
+def read_grayscale(path: str | Path) -> np.ndarray:
+    """The picture at ``path`` as a ``(H, W)`` float array in 0..255 (transparency on white)."""
+    pil = require("PIL.Image")
+    ops = require("PIL.ImageOps")
+    try:
+        with pil.open(path) as im:
+            im = ops.exif_transpose(im)  # phone photos are often stored sideways
+            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                rgba = im.convert("RGBA")
+                im = pil.new("RGBA", rgba.size, "white")
+                im.alpha_composite(rgba)
+            return np.asarray(im.convert("L"), dtype=np.float64)
+    except pil.UnidentifiedImageError:
+        raise DataFormatError(
+            f"{path}: not a picture Pillow can read; use PNG, JPEG, ... or a .npy array"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(f"{path}: cannot read the picture ({exc})") from None
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """The digit in the picture at ``path``, as a 28×28 MNIST-style float32 array (0..255)."""
+    try:
+        return mnist_digit(read_grayscale(path))
+    except DataFormatError:
+        raise
+    except DeepnetError as exc:
+        raise DataFormatError(f"{path}: {exc}") from None
+
+
+def load_npy(path: str | Path, n_features: int = SIDE * SIDE) -> np.ndarray:
+    """A ``.npy`` array of shape ``(H, W)``, ``(N, H, W)`` or ``(N, n_features)`` as rows.
+
+    Values are pixels as in the MNIST files (0..255, light on dark, already centred); a float
+    array whose maximum is at most 1 is taken to be in 0..1 and scaled to 0..255.
+    """
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFormatError(f"{path}: not a .npy array ({exc})") from None
+    if not isinstance(a, np.ndarray):  # an .npz archive
+        a.close()
+        raise DataFormatError(f"{path}: an .npz archive, not a .npy array; save with np.save")
+    if a.dtype.kind not in "iuf":
+        raise DataFormatError(f"{path}: expected numbers, got dtype {a.dtype}")
+    if a.ndim == 2 and a.shape[0] * a.shape[1] == n_features and a.shape[1] != n_features:
+        a = a.reshape(1, n_features)  # one (28, 28) picture
+    elif a.ndim == 1 and a.size == n_features:
+        a = a.reshape(1, n_features)
+    elif a.ndim == 3 and a.shape[1] * a.shape[2] == n_features:
+        a = a.reshape(len(a), n_features)
+    if a.ndim != 2 or a.shape[1] != n_features:
+        side = round(n_features**0.5)
+        raise DataFormatError(
+            f"{path}: expected an array of shape ({side}, {side}) or (N, {n_features}), "
+            f"got {a.shape}"
+        )
+    was_float = a.dtype.kind == "f"
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise DataFormatError(f"{path}: the array contains NaN or infinite values")
+    if was_float and a.size and a.max() <= 1.0:
+        a *= 255.0
+    return a
+
+
+def pixel_stats(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean and std (flattened, float64) of the training images in ``data_dir``.
+
+    Computed exactly as :func:`deepnet.core.data.load_idx_dir` does for ``"standardize"``,
+    so new inputs are standardized with the statistics the model was trained with.
+    """
+    directory = Path(data_dir)
+    stem = MNIST_FILES["train_images"]
+    path = next((p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(
+            f"{directory}: missing {stem} (or {stem}.gz), needed to standardize inputs the way "
+            "the model's training data was"
+        )
+    x = read_idx(path)
+    x = x.reshape(len(x), -1)
+    n = max(len(x), 1)
+    mean = x.sum(axis=0, dtype=np.float64) / n
+    sq = np.zeros(x.shape[1:], dtype=np.float64)
+    for start in range(0, len(x), 8192):
+        sq += ((x[start : start + 8192] - mean) ** 2).sum(axis=0)
+    std = np.sqrt(sq / n)
+    std[std == 0] = 1.0
+    return mean, std
+
+
+def normalize_pixels(
+    x: np.ndarray,
+    method: str,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+    dtype: Any = "float32",
+) -> np.ndarray:
+    """Raw pixels ``(N, D)`` (0..255) normalized by ``method`` as the training data was."""
+    if method not in NORMALIZATIONS:
+        raise DeepnetError(f"unknown normalization {method!r}; one of {', '.join(NORMALIZATIONS)}")
+    out = np.array(x, dtype=dtype, copy=True)
+    if method == "scale":
+        out /= 255
+    elif method == "standardize":
+        if stats is None:
+            raise DeepnetError("standardize needs the training set's per-pixel mean and std")
+        mean, std = stats
+        # Same order and dtype as the core's loader, so results match it bit for bit.
+        out -= mean.astype(out.dtype)
+        out /= std.astype(out.dtype)
+    return out
