@@ -1,0 +1,1 @@
+"""deepnet-plugins-contrib: extra layers, optimizers, regularizers, schedules and callbacks."""
