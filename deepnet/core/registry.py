@@ -57,9 +57,9 @@ class Entry:
 
     @property
     def doc(self) -> str:
-        """The first line of the factory's docstring."""
+        """The first paragraph of the factory's docstring, on one line."""
         doc = (self.factory.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        return " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
 
     @property
     def params(self) -> list[Param]:
