@@ -1,0 +1,187 @@
+"""Contributed optimizers: momentum, nesterov, rmsprop, adagrad, adam and adamw.
+
+Updates are in place and vectorized, through one preallocated ``scratch`` array per parameter
+(kept in its state) so that a step allocates nothing. Every factor is a Python float: a NumPy
+float64 scalar times a float32 array is float64 (NEP 50), which would double the memory traffic
+and silently compute in the wrong precision. Defaults follow PyTorch unless noted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+
+from deepnet.core.components import Array, Optimizer
+from deepnet.core.hookspecs import hookimpl
+from deepnet_plugins_contrib._validators import non_negative, positive, unit_interval
+
+State = dict[str, Array]
+
+
+def _rate(default: float) -> Any:
+    return attrs.field(default=default, converter=float, validator=positive)
+
+
+def _decay(default: float) -> Any:
+    return attrs.field(default=default, converter=float, validator=unit_interval)
+
+
+def _zeros(params: list[Array], *names: str) -> list[State]:
+    """Per param: a zero array like it for each of ``names``, plus the ``scratch`` buffer."""
+    return [{name: np.zeros_like(p) for name in (*names, "scratch")} for p in params]
+
+
+def _scaled_step(p: Array, numerator: Array, square_sum: Array, eps: float, lr: float, buf: Array):
+    """``p -= lr · numerator / (sqrt(square_sum) + eps)``, computed in ``buf``."""
+    np.sqrt(square_sum, out=buf)
+    buf += eps
+    np.divide(numerator, buf, out=buf)
+    buf *= lr
+    p -= buf
+
+
+def _accumulate(avg: Array, value: Array, decay: float, buf: Array) -> None:
+    """``avg = decay · avg + (1 - decay) · value`` in place (``buf`` may be ``value``)."""
+    avg *= decay
+    np.multiply(value, 1.0 - decay, out=buf)
+    avg += buf
+
+
+@attrs.define
+class Momentum(Optimizer):
+    """Heavy-ball momentum, PyTorch form: v = μ·v + g; p -= lr·v."""
+
+    lr: float = _rate(0.01)
+    momentum: float = _decay(0.9)
+    nesterov: ClassVar[bool] = False
+
+    def init(self, params: list[Array]) -> list[State]:
+        return _zeros(params, "velocity")
+
+    def step(self, params, grads, state, lr) -> None:
+        lr, mu = float(lr), self.momentum
+        for p, g, s in zip(params, grads, state, strict=True):
+            v, buf = s["velocity"], s["scratch"]
+            v *= mu
+            v += g
+            if self.nesterov:  # look ahead: the step uses g + μ·v
+                np.multiply(v, mu, out=buf)
+                buf += g
+            else:
+                buf[...] = v
+            buf *= lr
+            p -= buf
+
+
+@attrs.define
+class Nesterov(Momentum):
+    """Nesterov momentum, PyTorch form: v = μ·v + g; p -= lr·(g + μ·v)."""
+
+    nesterov: ClassVar[bool] = True
+
+
+@attrs.define
+class RMSprop(Optimizer):
+    """RMSprop: s = ρ·s + (1-ρ)·g²; p -= lr·g / (√s + eps). Keras defaults (lr 0.001, ρ 0.9,
+    eps 1e-7)."""
+
+    lr: float = _rate(0.001)
+    rho: float = _decay(0.9)
+    eps: float = _rate(1e-7)
+
+    def init(self, params: list[Array]) -> list[State]:
+        return _zeros(params, "square_avg")
+
+    def step(self, params, grads, state, lr) -> None:
+        lr = float(lr)
+        for p, g, s in zip(params, grads, state, strict=True):
+            sq, buf = s["square_avg"], s["scratch"]
+            np.multiply(g, g, out=buf)
+            _accumulate(sq, buf, self.rho, buf)
+            _scaled_step(p, g, sq, self.eps, lr, buf)
+
+
+@attrs.define
+class Adagrad(Optimizer):
+    """Adagrad: G += g²; p -= lr·g / (√G + eps), G starting at initial_accumulator."""
+
+    lr: float = _rate(0.01)
+    eps: float = _rate(1e-10)
+    initial_accumulator: float = attrs.field(default=0.0, converter=float, validator=non_negative)
+
+    def init(self, params: list[Array]) -> list[State]:
+        state = _zeros(params, "sum")
+        for s in state:
+            s["sum"] += self.initial_accumulator
+        return state
+
+    def step(self, params, grads, state, lr) -> None:
+        lr = float(lr)
+        for p, g, s in zip(params, grads, state, strict=True):
+            acc, buf = s["sum"], s["scratch"]
+            np.multiply(g, g, out=buf)
+            acc += buf
+            _scaled_step(p, g, acc, self.eps, lr, buf)
+
+
+@attrs.define
+class Adam(Optimizer):
+    """Adam with bias correction: m, v = moving averages of g and g² (beta1, beta2);
+    p -= lr·m̂ / (√v̂ + eps). The step count t is a 0-d int64 array in each param's state."""
+
+    lr: float = _rate(0.001)
+    beta1: float = _decay(0.9)
+    beta2: float = _decay(0.999)
+    eps: float = _rate(1e-8)
+
+    def init(self, params: list[Array]) -> list[State]:
+        state = _zeros(params, "m", "v")
+        for s in state:
+            s["t"] = np.zeros((), np.int64)
+        return state
+
+    def step(self, params, grads, state, lr) -> None:
+        lr = float(lr)
+        for p, g, s in zip(params, grads, state, strict=True):
+            self._decay_weights(p, lr)
+            m, v, buf = s["m"], s["v"], s["scratch"]
+            s["t"] += 1
+            t = int(s["t"])
+            _accumulate(m, g, self.beta1, buf)
+            np.multiply(g, g, out=buf)
+            _accumulate(v, buf, self.beta2, buf)
+            # m̂/(√v̂ + eps) = (m/bc1) / (√v/√bc2 + eps): fold the corrections into scalars.
+            bc1, bc2 = 1.0 - self.beta1**t, 1.0 - self.beta2**t
+            np.sqrt(v, out=buf)
+            buf *= 1.0 / math.sqrt(bc2)
+            buf += self.eps
+            np.divide(m, buf, out=buf)
+            buf *= lr / bc1
+            p -= buf
+
+    def _decay_weights(self, p: Array, lr: float) -> None:
+        """No weight decay in Adam (AdamW overrides this)."""
+
+
+@attrs.define
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr·weight_decay before each Adam step (all
+    parameters, biases included, as the optimizer sees no names)."""
+
+    weight_decay: float = attrs.field(default=0.01, converter=float, validator=non_negative)
+
+    def _decay_weights(self, p: Array, lr: float) -> None:
+        p *= 1.0 - lr * self.weight_decay
+
+
+@hookimpl
+def deepnet_register_optimizers(register):
+    register(Momentum, name="momentum")
+    register(Nesterov, name="nesterov")
+    register(RMSprop, name="rmsprop")
+    register(Adagrad, name="adagrad")
+    register(Adam, name="adam")
+    register(AdamW, name="adamw")
