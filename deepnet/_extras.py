@@ -20,10 +20,13 @@ class MissingExtraError(DeepnetError, ImportError):
 
 def require(module: str) -> ModuleType:
     """``import module`` (one of :data:`EXTRAS` or a submodule) or raise one line on failure."""
+    top = module.partition(".")[0]
     try:
+        # The top level first: a submodule already imported says nothing about the package.
+        importlib.import_module(top)
         return importlib.import_module(module)
     except ImportError:
-        extra, dist, purpose = EXTRAS[module.partition(".")[0]]
+        extra, dist, purpose = EXTRAS[top]
         raise MissingExtraError(
             f"{purpose} needs {dist}, which is not installed; "
             f"install it with: pip install 'deepnet[{extra}]'"

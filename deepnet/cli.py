@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import sys
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -26,7 +27,7 @@ import click
 import numpy as np
 
 from deepnet import __version__
-from deepnet._extras import MissingExtraError
+from deepnet._extras import MissingExtraError, require
 from deepnet.core import plugins
 from deepnet.core.components import KINDS, Callback
 from deepnet.core.data import NORMALIZATIONS, Dataset, load_idx_dir
@@ -175,7 +176,7 @@ def load_data(
 ) -> tuple[Dataset, dict[str, Any]]:
     """The bundled data set or an IDX directory, and a record of where it came from."""
     if dataset and data_dir:
-        raise click.UsageError("give --dataset or --data-dir, not both")
+        raise UserError("give --dataset or --data-dir, not both")
     if data_dir:
         directory = Path(data_dir).expanduser().resolve()
         data = load_idx_dir(directory, normalize=normalize, dtype=dtype)
@@ -606,8 +607,6 @@ def train(
     recipe = build_recipe(preset, **opts)
     validate_recipe(reg, recipe, dtype)
     if plot:
-        from deepnet._extras import require
-
         require("matplotlib")  # before training, not after
     data, source = load_data(dataset, data_dir, recipe.normalize, dtype)
     data = limited(data, limit)
@@ -624,7 +623,8 @@ def train(
         f"({recipe.dev_fraction:.1%} held out as dev), {len(data.x_test)} test, "
         f"normalize {recipe.normalize}"
     )
-    progress = Progress(recipe.epochs, bar=click.get_text_stream("stdout").isatty())
+    isatty = getattr(sys.stdout, "isatty", None)
+    progress = Progress(recipe.epochs, bar=bool(isatty and isatty()))
     model, summary = run_recipe(recipe, data, dtype=dtype, callbacks=[progress])
     model.meta["data"] = {**source, "normalize": recipe.normalize, "limit": limit}
     if out:
@@ -678,6 +678,8 @@ def evaluate(
     """
     from deepnet.metrics import classification_report
 
+    if confusion:
+        require("matplotlib")  # before the work, not after
     model = load_model(model_path)
     method = model_normalization(model, normalize)
     if not (dataset or data_dir):
@@ -722,9 +724,10 @@ def evaluate(
         click.echo(line)
     click.echo("")
     pairs = report["most_confused"]
-    click.echo("most confused (true -> predicted): " + (
-        ", ".join(f"{p['true']}->{p['predicted']} ({p['count']})" for p in pairs) or "none"
-    ))  # fmt: skip
+    click.echo(
+        "most confused (true -> predicted): "
+        + (", ".join(f"{p['true']}->{p['predicted']} ({p['count']})" for p in pairs) or "none")
+    )
     if confusion:
         click.echo(f"confusion picture: {confusion}")
 
@@ -737,6 +740,8 @@ def read_inputs(paths: Sequence[str], n_features: int) -> list[tuple[str, np.nda
     from deepnet.images import load_image, load_npy
 
     rows: list[tuple[str, np.ndarray]] = []
+    if any(not p.lower().endswith(".npy") for p in paths):
+        require("PIL")
     for path in paths:
         if not Path(path).is_file():
             raise UserError(f"{path}: no such file")
@@ -757,8 +762,13 @@ def read_inputs(paths: Sequence[str], n_features: int) -> list[tuple[str, np.nda
 @main.command()
 @click.argument("model_path", metavar="MODEL")
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
-@click.option("--top", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Show the TOP most likely digits.")  # fmt: skip
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Show the TOP most likely digits.",
+)
 @normalize_option
 @json_option
 def predict(
@@ -855,13 +865,16 @@ def check(names: tuple[str, ...], kind: str | None, verbose: bool, as_json: bool
             {
                 "passed": failed == 0,
                 "components": [
-                    {**rec, "passed": all(r.passed for r in rec["results"]),
-                     "results": [attrs.asdict(r) for r in rec["results"]]}
+                    {
+                        **rec,
+                        "passed": all(r.passed for r in rec["results"]),
+                        "results": [attrs.asdict(r) for r in rec["results"]],
+                    }
                     for rec in records
                 ],
                 "failed_plugins": [{"name": p.name, "error": one_line(p.error)} for p in broken],
             }
-        )  # fmt: skip
+        )
     else:
         for rec in records:
             bad = [r for r in rec["results"] if not r.passed]
@@ -874,8 +887,10 @@ def check(names: tuple[str, ...], kind: str | None, verbose: bool, as_json: bool
                 for r in rec["results"]:
                     click.echo(f"      {r}")
         for p in broken:
-            click.echo(f"{click.style('FAIL', fg='red')}  {'plugin':<11} {p.name:<26} "
-                       f"{p.error.splitlines()[0]}")  # fmt: skip
+            click.echo(
+                f"{click.style('FAIL', fg='red')}  {'plugin':<11} {p.name:<26} "
+                f"{p.error.splitlines()[0]}"
+            )
         click.echo(f"{len(records) + len(broken)} checked: {failed} failed")
     if failed:
         raise SystemExit(1)

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from deepnet._extras import require
-from deepnet.core.data import MNIST_FILES, NORMALIZATIONS, read_idx
+from deepnet._extras import MissingExtraError, require
+from deepnet.core.data import NORMALIZATIONS
 from deepnet.core.errors import DataFormatError, DeepnetError
 
 SIDE = 28  # the canvas
@@ -99,7 +99,7 @@ def load_image(path: str | Path) -> np.ndarray:
     """The digit in the picture at ``path``, as a 28×28 MNIST-style float32 array (0..255)."""
     try:
         return mnist_digit(read_grayscale(path))
-    except DataFormatError:
+    except (DataFormatError, MissingExtraError):
         raise
     except DeepnetError as exc:
         raise DataFormatError(f"{path}: {exc}") from None
@@ -141,26 +141,17 @@ def load_npy(path: str | Path, n_features: int = SIDE * SIDE) -> np.ndarray:
     return a
 
 
-def pixel_stats(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel mean and std (flattened, float64) of the training images in ``data_dir``.
+def pixel_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean and std (flattened, float64) of raw training images ``(N, ...)``.
 
-    Computed exactly as :func:`deepnet.core.data.load_idx_dir` does for ``"standardize"``,
-    so new inputs are standardized with the statistics the model was trained with.
+    Computed as :func:`deepnet.core.data.load_idx_dir` does for ``"standardize"`` (constant
+    pixels get std 1), so new inputs are standardized with the training set's statistics.
     """
-    directory = Path(data_dir)
-    stem = MNIST_FILES["train_images"]
-    path = next((p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()), None)
-    if path is None:
-        raise FileNotFoundError(
-            f"{directory}: missing {stem} (or {stem}.gz), needed to standardize inputs the way "
-            "the model's training data was"
-        )
-    x = read_idx(path)
-    x = x.reshape(len(x), -1)
+    x = np.asarray(x_train).reshape(len(x_train), -1)
     n = max(len(x), 1)
     mean = x.sum(axis=0, dtype=np.float64) / n
     sq = np.zeros(x.shape[1:], dtype=np.float64)
-    for start in range(0, len(x), 8192):
+    for start in range(0, len(x), 8192):  # chunks: never a float64 copy of the whole set
         sq += ((x[start : start + 8192] - mean) ** 2).sum(axis=0)
     std = np.sqrt(sq / n)
     std[std == 0] = 1.0
