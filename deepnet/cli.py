@@ -499,8 +499,15 @@ class Progress(Callback):
         self.loss_sum = 0.0
 
     def _label(self, epoch: int, loss: float | None) -> str:
-        text = f"epoch {epoch + 1}/{self.epochs}"
-        return text if loss is None else f"{text}  loss {loss:.4f}"
+        # Fixed width, so that the bar does not jump once the first loss is known.
+        return f"epoch {epoch + 1}/{self.epochs}  loss {'-' * 6 if loss is None else f'{loss:.4f}'}"
+
+    def _close_bar(self) -> None:
+        # Clear the bar's line (and show the cursor again) so the epoch's summary replaces it;
+        # click's own finish would leave the full bar above every summary line.
+        if self.bar is not None:
+            click.echo("\r\x1b[2K\x1b[?25h", nl=False, file=self.file)
+            self.bar = None
 
     def on_batch_end(self, model: Any, epoch: int, batch: int, n_batches: int, loss: float) -> None:
         if batch == 0:
@@ -516,9 +523,7 @@ class Progress(Callback):
             self.bar.update(1)
 
     def on_epoch_end(self, model: Any, epoch: int, logs: dict[str, float]) -> bool:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
+        self._close_bar()
         parts = [self._label(epoch, logs["loss"]), f"train {percent(logs['train_accuracy'])}"]
         if "dev_accuracy" in logs:
             parts.append(f"dev {percent(logs['dev_accuracy'])}")
@@ -527,9 +532,7 @@ class Progress(Callback):
         return False
 
     def on_train_end(self, model: Any) -> None:
-        if self.bar is not None:  # stopped mid-epoch by an exception elsewhere
-            self.bar.__exit__(None, None, None)
-            self.bar = None
+        self._close_bar()
 
 
 def _describe(recipe: Recipe, n_features: int) -> str:

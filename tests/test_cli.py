@@ -16,7 +16,7 @@ import attrs
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from deepnet import Activation, hookimpl
 from deepnet.cli import Progress, build_recipe, main
@@ -426,6 +426,11 @@ def test_train_output_layer_must_match_the_classes():
     )
 
 
+def test_divergence_is_a_one_line_failure():
+    args = ["--layers", "32:relu,10:softmax", "--init", "normal", "--lr", "1e30", "--limit", "500"]
+    user_error("train", *args, code=1, match=r"loss became nan .* Lower the learning rate")
+
+
 def test_train_plot_without_matplotlib_fails_before_training(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     user_error(
@@ -447,7 +452,9 @@ def test_progress_bar_on_a_terminal():
     text = tty.getvalue()
     assert "epoch 1/1  loss 0.2929" in text  # running mean of the ten batch losses
     assert "10/10" in text and "[####" in text
-    assert text.rstrip().splitlines()[-1] == "epoch 1/1  loss 0.3000  train 90.00%  lr 0.1  1.0s"
+    # The bar's line is cleared and the epoch's summary written over it.
+    last = text.rstrip().split("\n")[-1]
+    assert last.endswith("\r\x1b[2K\x1b[?25hepoch 1/1  loss 0.3000  train 90.00%  lr 0.1  1.0s")
 
 
 # -- evaluate ------------------------------------------------------------------------------
@@ -550,6 +557,22 @@ def test_predict_pictures_of_mnist_digits_either_polarity(trained, test_digits, 
         assert r["top"][0] == {"digit": r["prediction"], "probability": r["probability"]}
     text = run("predict", trained.model, files[0]).stdout
     assert re.fullmatch(rf"{re.escape(str(files[0]))}: {expected[0]} \(\d+\.\d%\)\n", text)
+
+
+def test_predict_digits_drawn_with_a_pen(trained, tmp_path):
+    """Not MNIST at all: thick strokes on a large light page, and light on a dark JPEG."""
+    seven = Image.new("L", (240, 320), 245)
+    ImageDraw.Draw(seven).line([(50, 60), (190, 60), (100, 270)], fill=20, width=22)
+    seven.save(tmp_path / "seven.png")
+    zero = Image.new("RGB", (300, 260), (30, 40, 50))
+    ImageDraw.Draw(zero).ellipse([100, 30, 200, 230], outline=(230, 230, 220), width=16)
+    zero.save(tmp_path / "zero.jpg", quality=85)
+    results = json.loads(
+        run(
+            "predict", trained.model, tmp_path / "seven.png", tmp_path / "zero.jpg", "--json"
+        ).stdout
+    )
+    assert [r["prediction"] for r in results] == [7, 0]
 
 
 def test_predict_npy_arrays_match_the_model(trained, test_digits, tmp_path):
