@@ -252,12 +252,22 @@ def model_normalization(model: Model, override: str | None) -> str:
     return recipe.normalize if recipe else "scale"
 
 
+def recorded_data_dir(model: Model) -> str | None:
+    """The IDX directory the model was trained on (None: the bundled MNIST), if still there."""
+    recorded = (model.meta.get("data") or {}).get("data_dir")
+    if recorded and not Path(recorded).is_dir():
+        raise UserError(
+            f"the model was trained on {recorded}, which no longer exists; "
+            "give the data again with --data-dir DIR"
+        )
+    return recorded
+
+
 def raw_training_images(model: Model) -> np.ndarray:
     """The unnormalized training images of the model's data set, as uint8 rows."""
-    recorded = (model.meta.get("data") or {}).get("data_dir")
     from deepnet.datasets import MNIST_DIR
 
-    directory = Path(recorded) if recorded else MNIST_DIR
+    directory = recorded_data_dir(model) or MNIST_DIR
     return load_idx_dir(directory, normalize="none", dtype="uint8").x_train
 
 
@@ -613,9 +623,10 @@ def train(
         require("matplotlib")  # before training, not after
     data, source = load_data(dataset, data_dir, recipe.normalize, dtype)
     data = limited(data, limit)
-    n_classes = int(data.y_train.max()) + 1
+    # Labels are class indices; a small --limit may not show every class, which is fine.
+    n_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
     units = int(recipe.layers[-1].partition(":")[0])
-    if units != n_classes:
+    if units < n_classes:
         raise UserError(
             f"the output layer has {units} units but the data has {n_classes} classes; "
             f"end --layers with {n_classes}:softmax (or {n_classes}:sigmoid)"
@@ -686,7 +697,7 @@ def evaluate(
     model = load_model(model_path)
     method = model_normalization(model, normalize)
     if not (dataset or data_dir):
-        data_dir = (model.meta.get("data") or {}).get("data_dir")
+        data_dir = recorded_data_dir(model)
     raw, source = load_data(dataset, data_dir, "none", "uint8")
     raw = limited(raw, limit)
     x_raw, y = raw.x_test, raw.y_test

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -362,6 +363,8 @@ def test_naming_the_optimizer_starts_from_its_defaults_and_opt_params_apply():
 
 def test_train_on_an_idx_directory_with_standardize_then_evaluate(tmp_path):
     """A model remembers its data and normalization; evaluate recomputes the same statistics."""
+    idx = tmp_path / "digits-idx"
+    idx.mkdir()
     x = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[:600]
     y = read_idx(MNIST_DIR / "train-labels-idx1-ubyte.gz")[:600]
     for stem, a in [
@@ -371,28 +374,20 @@ def test_train_on_an_idx_directory_with_standardize_then_evaluate(tmp_path):
         ("t10k-labels-idx1-ubyte", y[500:]),
     ]:
         dims = b"".join(int(d).to_bytes(4, "big") for d in a.shape)
-        (tmp_path / stem).write_bytes(bytes([0, 0, 8, a.ndim]) + dims + a.tobytes())
-    out = run(
-        "train",
-        "--data-dir",
-        tmp_path,
-        "--layers",
-        "10:softmax",
-        "--epochs",
-        "1",
-        "--normalize",
-        "standardize",
-        "--out",
-        tmp_path / "m.npz",
-    ).stdout
-    assert f"data: {tmp_path.name}, 500 training images" in out
-    report = json.loads(run("evaluate", tmp_path / "m.npz", "--json").stdout)
-    model = load_model(tmp_path / "m.npz")
-    assert model.meta["data"]["data_dir"] == str(tmp_path.resolve())
-    data = load_idx_dir(tmp_path, normalize="standardize")
+        (idx / stem).write_bytes(bytes([0, 0, 8, a.ndim]) + dims + a.tobytes())
+    model_path = tmp_path / "m.npz"
+    args = ["--layers", "10:softmax", "--epochs", "1", "--normalize", "standardize"]
+    out = run("train", "--data-dir", idx, *args, "--out", model_path).stdout
+    assert "data: digits-idx, 500 training images" in out
+    report = json.loads(run("evaluate", model_path, "--json").stdout)
+    model = load_model(model_path)
+    assert model.meta["data"]["data_dir"] == str(idx.resolve())
+    data = load_idx_dir(idx, normalize="standardize")
     assert report["normalize"] == "standardize" and report["samples"] == 100
     assert report["accuracy"] == model.evaluate(data.x_test, data.y_test)["accuracy"]
     assert report["accuracy"] == model.meta["metrics"]["test_accuracy"]
+    shutil.rmtree(idx)
+    user_error("evaluate", model_path, match=r"digits-idx, which no longer exists; give the data")
 
 
 @pytest.mark.parametrize(
