@@ -261,7 +261,7 @@ def _outputs(dtype: np.dtype, shape: tuple[int, int] = (5, 4), seed: int = 0) ->
 
 
 def _loss_checks(make: Callable[[], Any], registry: Registry, **_: Any) -> list[tuple[str, Thunk]]:
-    fused = make().fused_activation
+    fused = getattr(make(), "fused_activation", None)
 
     def evaluate(loss: Any, a: Any, y: Any) -> tuple[float, Any, Any]:
         value = _expect_float("forward", loss.forward(a, y))
@@ -614,7 +614,10 @@ def _schedule_checks(make: Callable[[], Any], **_: Any) -> list[tuple[str, Thunk
 def _tiny_model() -> Any:
     from deepnet.core.model import Model  # the model imports the registry: import on use
 
-    model = Model([{"name": "dense", "units": 3, "activation": "softmax"}], dtype="float64")
+    # Qualified built-ins, no output activation: a name another plugin also registers (even
+    # softmax, which the loss would look up) must not fail an unrelated callback.
+    layer = {"name": "deepnet/dense", "units": 3}
+    model = Model([layer], loss="deepnet/categorical_cross_entropy", dtype="float64")
     return model.build((4,), seed=0)
 
 
@@ -690,7 +693,10 @@ def check_entry(
         if not created.passed:
             return [created]
         given = input_shape if input_shape is not None else _hints(entry).get("input_shape")
-        checks = _KIND_CHECKS[entry.kind](make, registry=registry, input_shape=given)
+        try:
+            checks = _KIND_CHECKS[entry.kind](make, registry=registry, input_shape=given)
+        except Exception as exc:  # e.g. a loss whose fused_activation property raises
+            return [created, CheckResult("setup", False, _one_line(f"{type(exc).__name__}: {exc}"))]
         checks.append(("config", lambda: _config_round_trip(make, registry, entry.kind)))
         return [created, *(_run(name, fn) for name, fn in checks)]
 

@@ -21,7 +21,7 @@ from deepnet.core.components import (
     Schedule,
 )
 from deepnet.core.errors import DeepnetError
-from deepnet.plugins.activations import ReLU, Sigmoid, Tanh
+from deepnet.plugins.activations import ReLU, Sigmoid, Softmax, Tanh
 from deepnet.plugins.initializers import GlorotUniform, Normal
 from deepnet.plugins.layers import Dense
 from deepnet.plugins.losses import CategoricalCrossEntropy
@@ -490,3 +490,9 @@ def test_checks_resolve_through_the_given_registry():
 def test_make_plugin_rejects_unknown_kinds():
     with pytest.raises(DeepnetError, match="unknown component kind 'widget'"):
         make_plugin("x", widget={"w": Tanh})
+
+
+def test_callback_check_survives_a_softmax_collision():
+    plugin = make_plugin("other", activation={"softmax": Softmax}, callback={"probe": Callback})
+    results = check_component("callback", "probe", registry_with(plugin))
+    assert all(r.passed for r in results), results
