@@ -585,8 +585,8 @@ def _describe(recipe: Recipe, n_features: int) -> str:
     metavar="NAME=VALUE",
     help="Any schedule field, e.g. warmup_epochs=1; repeatable.",
 )
-@click.option("--epochs", type=click.IntRange(min=1))
-@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--epochs", type=click.IntRange(min=1), metavar="N", help="Passes over the data.")
+@click.option("--batch-size", type=click.IntRange(min=1), metavar="N", help="Samples per step.")
 @click.option("--seed", type=int, help="Seed of weights, split and shuffling (reproducible).")
 @click.option(
     "--dev-fraction",
@@ -594,7 +594,13 @@ def _describe(recipe: Recipe, n_features: int) -> str:
     help="Share of the training set held out as dev set.",
 )
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle every epoch (default: yes).")
-@click.option("--dtype", type=click.Choice(FLOAT_DTYPES), default="float32", show_default=True)
+@click.option(
+    "--dtype",
+    type=click.Choice(FLOAT_DTYPES),
+    default="float32",
+    show_default=True,
+    help="Floating type of weights and data.",
+)
 @data_options
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Input normalization.")
 @click.option("--out", metavar="MODEL", help="Save the trained model here (.npz).")
@@ -954,7 +960,7 @@ def info(model_path: str, as_json: bool) -> None:
     click.echo(f"model: {model_path} ({h['format']} format {h.get('format_version')})")
     click.echo(
         f"dtype {h.get('dtype')}, input {tuple(h.get('input_shape', []))}, "
-        f"output {tuple(h.get('output_shape', []))}, seed {h.get('seed')}"
+        f"output {tuple(h.get('output_shape', []))}, weights seed {h.get('seed')}"
     )
     click.echo("layers:")
     for i, item in enumerate(h["layers"]):

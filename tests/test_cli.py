@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from deepnet import Activation, hookimpl
+from deepnet import Activation, __version__, hookimpl
 from deepnet.cli import Progress, build_recipe, main
 from deepnet.core import plugins
 from deepnet.core.serialization import load_model
@@ -190,7 +190,7 @@ def test_list_json_has_every_kind_with_params_provider_and_doc():
 def test_list_text_groups_by_kind_and_shows_empty_kinds():
     out = run("list").stdout
     assert "sgd(lr=0.01, momentum=0.0, nesterov=False)" in out
-    assert "[deepnet 0.1.0; plugin deepnet.optimizers]" in out
+    assert f"[deepnet {__version__}; plugin deepnet.optimizers]" in out
     for kind in ("layers", "losses", "regularizers", "schedules", "callbacks"):
         assert re.search(rf"^{kind} \(\d+\)$", out, re.M), kind
 
@@ -625,12 +625,12 @@ def test_info_text(trained):
     out = run("info", trained.model).stdout
     assert re.search(
         r"0  dense\(units=64, init=he_normal, bias_init=zeros\) +relu +50,240 params "
-        r" \[deepnet 0\.1\.0\]",
+        rf" \[deepnet {re.escape(__version__)}\]",
         out,
     )
     assert re.search(r"1  dense\(units=10, .*softmax +650 params", out)
     assert "total 50,890 parameters" in out
-    assert "loss: categorical_cross_entropy(reduction=mean)  [deepnet 0.1.0]" in out
+    assert f"loss: categorical_cross_entropy(reduction=mean)  [deepnet {__version__}]" in out
     assert "training: 2 epochs, batch 64, lr 0.1, sgd(lr=0.1, momentum=0.9" in out
     assert "data: mnist, normalize scale, first 10000 images" in out
     assert re.search(r"metrics: train \d+\.\d\d%, dev \d+\.\d\d%, test 9\d\.\d\d%", out)
