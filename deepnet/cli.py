@@ -12,11 +12,8 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import os
-import re
 import sys
 import warnings
-import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -147,11 +144,8 @@ def registry() -> Registry:
         warnings.simplefilter("always", plugins.PluginWarning)
         if opts is not None and not opts.applied and (opts.disabled or opts.strict):
             opts.applied = True
-            from_env = os.environ.get(plugins.ENV_DISABLE, "").split(",")
-            disabled = [*(n.strip() for n in from_env if n.strip()), *opts.disabled]
-            reg = plugins.load_plugins(strict=opts.strict or None, disabled=disabled)
+            reg = plugins.load_plugins(strict=opts.strict or None, disabled=opts.disabled)
             plugins.set_registry(reg)
-            _warn_unknown_disabled(reg, opts.disabled)
         reg = plugins.get_registry()
     for w in caught:
         if issubclass(w.category, plugins.PluginWarning):
@@ -159,16 +153,6 @@ def registry() -> Registry:
         else:  # not ours to reformat
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return reg
-
-
-def _warn_unknown_disabled(reg: Registry, disabled: Sequence[str]) -> None:
-    def norm(name: str) -> str:  # as the plugin loader compares names
-        return re.sub(r"[-_.]+", "-", name).lower()
-
-    known = {norm(n) for p in reg.plugins for n in (p.name, p.distribution) if n}
-    for name in disabled:
-        if norm(name) not in known:
-            warn(f"--disable-plugin {name}: no such plugin; `deepnet plugins` lists them")
 
 
 def load_data(
@@ -218,15 +202,9 @@ def data_options(f: Any) -> Any:
 
 
 def check_model_file(path: str) -> None:
-    """Fail early, with a hint, for a missing file or one that is not even an .npz archive."""
+    """Fail early, with a hint, for a missing model file."""
     if not Path(path).exists():
         raise UserError(f"{path}: no such model file; train one with: deepnet train --out {path}")
-    # np.load would try to unpickle a non-archive and say so, which confuses more than helps.
-    if Path(path).is_file() and not zipfile.is_zipfile(path):
-        raise UserError(
-            f"{path}: not a deepnet model file (not an .npz archive); "
-            "give a file saved by `deepnet train --out`"
-        )
 
 
 def load_model(path: str) -> Model:
@@ -273,7 +251,7 @@ def raw_training_images(model: Model) -> np.ndarray:
 
 def normalizer(model: Model, method: str) -> Any:
     """A function from raw pixel rows (0..255) to inputs normalized as in training."""
-    from deepnet.images import normalize_pixels, pixel_stats
+    from deepnet.core.data import normalize_pixels, pixel_stats
 
     stats = pixel_stats(raw_training_images(model)) if method == "standardize" else None
     return lambda x: normalize_pixels(x, method, stats, dtype=model.dtype)

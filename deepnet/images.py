@@ -4,7 +4,8 @@ MNIST digits are light ink on a dark background, cropped to their bounding box, 
 20×20 keeping the aspect ratio (anti-aliased), and pasted into 28×28 with their center of mass
 at the center. :func:`mnist_digit` does the same to any grayscale picture, so photos and
 drawings (either polarity, any size) look like what the model was trained on. Pixel values stay
-in 0..255 here; :func:`normalize_pixels` then applies the model's training normalization.
+in 0..255 here; :func:`deepnet.core.data.normalize_pixels` then applies the model's training
+normalization.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from deepnet._extras import MissingExtraError, require
-from deepnet.core.data import NORMALIZATIONS
 from deepnet.core.errors import DataFormatError, DeepnetError
 
 SIDE = 28  # the canvas
@@ -139,42 +139,3 @@ def load_npy(path: str | Path, n_features: int = SIDE * SIDE) -> np.ndarray:
     if was_float and a.size and a.max() <= 1.0:
         a *= 255.0
     return a
-
-
-def pixel_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel mean and std (flattened, float64) of raw training images ``(N, ...)``.
-
-    Computed as :func:`deepnet.core.data.load_idx_dir` does for ``"standardize"`` (constant
-    pixels get std 1), so new inputs are standardized with the training set's statistics.
-    """
-    x = np.asarray(x_train).reshape(len(x_train), -1)
-    n = max(len(x), 1)
-    mean = x.sum(axis=0, dtype=np.float64) / n
-    sq = np.zeros(x.shape[1:], dtype=np.float64)
-    for start in range(0, len(x), 8192):  # chunks: never a float64 copy of the whole set
-        sq += ((x[start : start + 8192] - mean) ** 2).sum(axis=0)
-    std = np.sqrt(sq / n)
-    std[std == 0] = 1.0
-    return mean, std
-
-
-def normalize_pixels(
-    x: np.ndarray,
-    method: str,
-    stats: tuple[np.ndarray, np.ndarray] | None = None,
-    dtype: Any = "float32",
-) -> np.ndarray:
-    """Raw pixels ``(N, D)`` (0..255) normalized by ``method`` as the training data was."""
-    if method not in NORMALIZATIONS:
-        raise DeepnetError(f"unknown normalization {method!r}; one of {', '.join(NORMALIZATIONS)}")
-    out = np.array(x, dtype=dtype, copy=True)
-    if method == "scale":
-        out /= 255
-    elif method == "standardize":
-        if stats is None:
-            raise DeepnetError("standardize needs the training set's per-pixel mean and std")
-        mean, std = stats
-        # Same order and dtype as the core's loader, so results match it bit for bit.
-        out -= mean.astype(out.dtype)
-        out /= std.astype(out.dtype)
-    return out

@@ -614,9 +614,8 @@ def _schedule_checks(make: Callable[[], Any], **_: Any) -> list[tuple[str, Thunk
 def _tiny_model() -> Any:
     from deepnet.core.model import Model  # the model imports the registry: import on use
 
-    # Qualified built-ins, no output activation: a name another plugin also registers (even
-    # softmax, which the loss would look up) must not fail an unrelated callback.
-    layer = {"name": "deepnet/dense", "units": 3}
+    # Qualified built-ins: a name another plugin also registers must not fail a callback.
+    layer = {"name": "deepnet/dense", "units": 3, "activation": "deepnet/softmax"}
     model = Model([layer], loss="deepnet/categorical_cross_entropy", dtype="float64")
     return model.build((4,), seed=0)
 

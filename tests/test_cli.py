@@ -267,7 +267,7 @@ def test_disable_plugin_option():
 def test_disabling_an_unknown_plugin_warns():
     result = run("--disable-plugin", "nosuch", "plugins")
     assert (
-        "warning: --disable-plugin nosuch: no such plugin; `deepnet plugins` lists them"
+        "warning: disabled plugin 'nosuch' matches no plugin; `deepnet plugins` lists them"
         in result.stderr.splitlines()
     )
 

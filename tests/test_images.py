@@ -10,14 +10,13 @@ import pytest
 from PIL import Image
 
 from deepnet._extras import MissingExtraError
+from deepnet.core.data import normalize_pixels, pixel_stats
 from deepnet.core.errors import DataFormatError, DeepnetError
 from deepnet.datasets import MNIST_DIR, load_idx_dir, read_idx
 from deepnet.images import (
     load_image,
     load_npy,
     mnist_digit,
-    normalize_pixels,
-    pixel_stats,
     read_grayscale,
 )
 

@@ -149,7 +149,7 @@ def test_flatten_lets_dense_take_images():
     model = Model([Flatten(), Dense(10, "softmax")]).build((28, 28), seed=0)
     assert model.predict(np.zeros((3, 28, 28))).shape == (3,)
     with pytest.raises(ShapeError, match="add a 'flatten' layer"):
-        Model([Dense(10)]).build((28, 28))
+        Model([Dense(10, "softmax")]).build((28, 28))
 
 
 def test_bad_training_options_are_clear(blobs):
@@ -160,3 +160,24 @@ def test_bad_training_options_are_clear(blobs):
         small_model().fit(x, y, optimizer={"name": "sgd", "nesterov": True})
     with pytest.raises(ShapeError, match="300 samples but y has 2"):
         small_model().fit(x, y[:2])
+
+
+def test_cross_entropy_on_a_linear_output_is_refused():
+    with pytest.raises(DeepnetError, match="needs probabilities: end the model with a softmax"):
+        Model([Dense(8, "relu"), Dense(3)])
+
+
+def test_fusion_survives_a_second_softmax(registry_of):
+    import types
+
+    from deepnet import hookimpl
+    from deepnet.plugins.activations import Softmax
+
+    class OtherSoftmax(Softmax):
+        """Another provider's softmax."""
+
+    twin = types.ModuleType("twin")
+    twin.deepnet_register_activations = hookimpl(lambda register: register(OtherSoftmax, "softmax"))
+    registry_of(twin)
+    assert Model([Dense(3, "deepnet/softmax")])._fused
+    assert not Model([Dense(3, "twin/softmax")])._fused  # not the loss's own: plain backward

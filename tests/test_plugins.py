@@ -151,3 +151,10 @@ def test_plugin_failing_on_import_is_reported(tmp_path, monkeypatch):
     assert "missing dependency xyz" in record.error
     assert (record.distribution, record.version) == ("deepnet-crash", "0.1")
     assert "sigmoid" in registry.names("activation")
+
+
+def test_disabling_an_unknown_plugin_is_warned_about(monkeypatch):
+    monkeypatch.setenv("DEEPNET_DISABLE_PLUGINS", "deepnet.losses")
+    with pytest.warns(PluginWarning, match="'nosuch' matches no plugin"):
+        registry = load_plugins(disabled=["nosuch"])  # adds to the environment's list
+    assert info(registry, "deepnet.losses").status == "disabled"

@@ -27,7 +27,7 @@ def test_unknown_name_suggests_close_ones_and_lists_the_kind():
     message = str(info.value)
     assert "'sigmoid'" in message.split("Available")[0]
     assert "relu" in message and "tanh" in message
-    assert info.value.close == ["sigmoid"]
+    assert info.value.close[0] == "sigmoid"
 
 
 def test_collision_is_reported_and_resolved_by_qualified_name():

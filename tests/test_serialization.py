@@ -40,6 +40,17 @@ def test_file_is_npz_with_a_json_header_and_no_pickle(trained, tmp_path):
     assert header["layers"][0]["config"]["activation"] == "relu"
 
 
+def test_saved_file_has_the_usual_permissions(trained, tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = trained.save(tmp_path / "m.npz")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_save_is_atomic(trained, tmp_path, monkeypatch):
     path = trained.save(tmp_path / "m.npz")
     good = path.read_bytes()
@@ -57,7 +68,7 @@ def test_save_is_atomic(trained, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"hello, not a model", "not a deepnet model file"),
+        (b"hello, not a model", r"not a deepnet model file \(not an .npz archive\)"),
         (b"", "not a deepnet model file"),
     ],
 )

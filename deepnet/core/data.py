@@ -21,7 +21,7 @@ import attrs
 import numpy as np
 from numpy.typing import DTypeLike
 
-from deepnet.core.errors import DataFormatError
+from deepnet.core.errors import DataFormatError, DeepnetError, InvalidArgumentError
 
 __all__ = [
     "FASHION_MNIST",
@@ -166,31 +166,59 @@ def _read_labels(path: Path, images: np.ndarray, images_path: Path) -> np.ndarra
     return y.astype(np.int64)
 
 
-def _normalize(
-    x_train: np.ndarray, x_test: np.ndarray, method: str, dtype: np.dtype
-) -> tuple[np.ndarray, np.ndarray]:
-    if method == "none":
-        return x_train.astype(dtype), x_test.astype(dtype)
-    if method == "scale":
-        out = x_train.astype(dtype), x_test.astype(dtype)
-        for a in out:
-            a /= 255  # in place: no float64 temporary of the whole set
-        return out
-    # standardize: per-pixel stats of the training set only, so test data stays unseen.
-    n = len(x_train)
-    mean = x_train.sum(axis=0, dtype=np.float64) / max(n, 1)
+def pixel_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel mean and std (float64, shape ``x_train.shape[1:]``) of training images.
+
+    Constant pixels get std 1: they carry no information, and 0/0 would be NaN.
+    """
+    n = max(len(x_train), 1)
+    mean = x_train.sum(axis=0, dtype=np.float64) / n
     sq = np.zeros(x_train.shape[1:], dtype=np.float64)
     # Two-pass variance in row chunks: stable, and never a float64 copy of the whole set.
-    for start in range(0, n, 8192):
+    for start in range(0, len(x_train), 8192):
         sq += ((x_train[start : start + 8192] - mean) ** 2).sum(axis=0)
-    std = np.sqrt(sq / max(n, 1))
-    std[std == 0] = 1.0  # a constant pixel carries no information; avoid 0/0
-    mean_c, std_c = mean.astype(dtype), std.astype(dtype)
-    out = x_train.astype(dtype), x_test.astype(dtype)
-    for a in out:
-        a -= mean_c
-        a /= std_c
+    std = np.sqrt(sq / n)
+    std[std == 0] = 1.0
+    return mean, std
+
+
+def normalize_pixels(
+    x: np.ndarray,
+    method: str,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+    dtype: DTypeLike = "float32",
+) -> np.ndarray:
+    """Raw pixels (0..255) as a new ``dtype`` array normalized by ``method``.
+
+    "scale" divides by 255, "standardize" uses ``stats`` = :func:`pixel_stats` of the
+    training set (so test and new data are standardized as the training data was), "none"
+    only casts.
+    """
+    if method not in NORMALIZATIONS:
+        raise DeepnetError(
+            f"unknown normalization {method!r}; choose one of {', '.join(NORMALIZATIONS)}"
+        )
+    out = np.array(x, dtype=dtype, copy=True)
+    # In place: no float64 temporary of the whole set.
+    if method == "scale":
+        out /= 255
+    elif method == "standardize":
+        if stats is None:
+            raise DeepnetError("standardize needs the training set's per-pixel mean and std")
+        mean, std = stats
+        out -= mean.reshape(out.shape[1:]).astype(out.dtype)
+        out /= std.reshape(out.shape[1:]).astype(out.dtype)
     return out
+
+
+def _normalize_pair(
+    x_train: np.ndarray, x_test: np.ndarray, method: str, dtype: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    # Training-set statistics only, so test data stays unseen.
+    stats = pixel_stats(x_train) if method == "standardize" else None
+    return normalize_pixels(x_train, method, stats, dtype), normalize_pixels(
+        x_test, method, stats, dtype
+    )
 
 
 def load_idx_dir(
@@ -209,12 +237,12 @@ def load_idx_dir(
     "none" (raw values cast to ``dtype``). ``name`` defaults to the directory's name.
     """
     if normalize not in NORMALIZATIONS:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"unknown normalize {normalize!r}; choose one of {', '.join(NORMALIZATIONS)}"
         )
     dt = np.dtype(dtype)
     if normalize != "none" and dt.kind != "f":
-        raise ValueError(f"normalize={normalize!r} needs a floating dtype, got {dt.name}")
+        raise InvalidArgumentError(f"normalize={normalize!r} needs a floating dtype, got {dt.name}")
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such data directory")
@@ -230,7 +258,7 @@ def load_idx_dir(
     y_train = _read_labels(paths["train_labels"], x_train, paths["train_images"])
     y_test = _read_labels(paths["test_labels"], x_test, paths["test_images"])
 
-    x_train, x_test = _normalize(x_train, x_test, normalize, dt)
+    x_train, x_test = _normalize_pair(x_train, x_test, normalize, dt)
     if flatten:
         x_train = x_train.reshape(len(x_train), -1)
         x_test = x_test.reshape(len(x_test), -1)
@@ -253,10 +281,10 @@ def train_dev_split(
     training. The same ``seed`` gives the same split; None draws a fresh one.
     """
     if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} rows but y has {len(y)}; they must match")
+        raise InvalidArgumentError(f"x has {len(x)} rows but y has {len(y)}; they must match")
     # `not (0 <= f < 1)` also rejects NaN, which fails every comparison.
     if isinstance(dev_fraction, bool) or not 0 <= dev_fraction < 1:
-        raise ValueError(f"dev_fraction must be in [0, 1), got {dev_fraction!r}")
+        raise InvalidArgumentError(f"dev_fraction must be in [0, 1), got {dev_fraction!r}")
     n = len(x)
     n_dev = min(round(n * dev_fraction), max(n - 1, 0))
     perm = np.random.default_rng(seed).permutation(n)
@@ -342,7 +370,7 @@ def fetch_idx_files(
     directory.mkdir(parents=True, exist_ok=True)
     for name, digest in files.items():
         if Path(name).name != name or name in ("", ".", ".."):
-            raise ValueError(f"file name {name!r} must be a plain name, not a path")
+            raise InvalidArgumentError(f"file name {name!r} must be a plain name, not a path")
         expected = digest.lower()
         target = directory / name
         if target.is_file() and _sha256(target) == expected:

@@ -39,6 +39,10 @@ class PluginError(DeepnetError):
     """A plugin failed to load or register (raised only in strict mode)."""
 
 
+class InvalidArgumentError(DeepnetError, ValueError):
+    """An argument outside its allowed values; the message lists them."""
+
+
 class DataFormatError(DeepnetError, ValueError):
     """A data file that is not what it claims to be; the message names the file."""
 

@@ -69,9 +69,21 @@ class Model:
 
     def _output_is_fused(self, registry) -> bool:
         name, last = self.loss.fused_activation, self.activations[-1]
-        if name is None or last is None:
+        if name is None:
             return False
-        return type(last) is registry.lookup("activation", name).factory
+        if last is None:
+            raise DeepnetError(
+                f"{registry.spec_of(self.loss)} needs probabilities: end the model with a "
+                f"{name} output layer, e.g. Dense(10, {name!r})"
+            )
+        # The loss fuses with the activation its own distribution registered under that name,
+        # even when another plugin registers the same name too.
+        dist = registry.provenance_of(self.loss).distribution
+        return any(
+            type(last) is e.factory
+            for e in registry.entries("activation")
+            if e.name == name and e.provenance.distribution == dist
+        )
 
     # -- building ----------------------------------------------------------------------
     @property

@@ -67,7 +67,8 @@ class PluginInfo:
     components: int = 0
 
 
-def _normalize(name: str) -> str:
+def normalize_name(name: str) -> str:
+    """Plugin and distribution names compare like pip's: case, ``-``, ``_`` and ``.`` folded."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -87,10 +88,10 @@ class PluginLoader:
         self.pm.add_hookspecs(hookspecs)
         self.registry = Registry()
         self.strict = strict
-        self.disabled = {_normalize(d) for d in disabled}
+        self.disabled = {normalize_name(d) for d in disabled}
 
     def is_disabled(self, name: str, distribution: str | None) -> bool:
-        names = {_normalize(name)} | ({_normalize(distribution)} if distribution else set())
+        names = {normalize_name(name)} | ({normalize_name(distribution)} if distribution else set())
         return bool(names & self.disabled)
 
     def add(self, name: str, load: Any, distribution: str | None, version: str | None) -> None:
@@ -168,12 +169,12 @@ def load_plugins(
     """A fresh :class:`Registry` from the entry points of group ``deepnet`` plus ``extra``.
 
     ``extra`` are in-process plugin objects (modules or instances with hook implementations).
-    ``strict`` and ``disabled`` default to the environment variables.
+    ``strict`` defaults to ``DEEPNET_STRICT_PLUGINS``; ``disabled`` adds to the names in
+    ``DEEPNET_DISABLE_PLUGINS``. A disabled name that matches no plugin is warned about.
     """
     if strict is None:
         strict = _env_flag(ENV_STRICT)
-    if disabled is None:
-        disabled = _env_list(ENV_DISABLE)
+    disabled = [*_env_list(ENV_DISABLE), *(disabled or ())]
     loader = PluginLoader(strict, disabled)
     eps = sorted(entry_points(group=GROUP), key=lambda e: e.name) if use_entry_points else []
     if not any(ep.value.startswith("deepnet.plugins.") for ep in eps):
@@ -189,6 +190,16 @@ def load_plugins(
     for plugin in extra:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         loader.add(name, lambda p=plugin: p, None, None)
+    known = {
+        normalize_name(n) for p in loader.registry.plugins for n in (p.name, p.distribution) if n
+    }
+    for name in disabled:
+        if normalize_name(name) not in known:
+            warnings.warn(
+                f"disabled plugin {name!r} matches no plugin; `deepnet plugins` lists them",
+                PluginWarning,
+                stacklevel=2,
+            )
     return loader.registry
 
 

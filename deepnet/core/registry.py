@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
+import numpy as np
 
 from deepnet.core.components import KINDS
 from deepnet.core.errors import AmbiguousComponentError, DeepnetError, UnknownComponentError
@@ -248,7 +249,7 @@ class Registry:
             return {str(k): self._jsonable(v) for k, v in value.items()}
         if getattr(value, "kind", None) in KINDS:
             return self.config_of(value)
-        if hasattr(value, "item"):  # numpy scalar
+        if isinstance(value, np.generic):  # numpy scalar; arrays fall through to the error
             return value.item()
         raise DeepnetError(f"cannot serialize {value!r} in a component config")
 

@@ -70,6 +70,10 @@ def save_model(model, path: str | Path) -> Path:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file private; a saved model gets the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -82,6 +86,8 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise ModelFormatError(f"{path}: not a deepnet model file (not an .npz archive)")
     try:
         # Our own handle: np.load leaves its file open when the zip turns out damaged.
         with path.open("rb") as f, np.load(f, allow_pickle=False) as npz:

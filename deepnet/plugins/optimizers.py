@@ -38,7 +38,7 @@ class SGD(Optimizer):
         return [{"velocity": np.zeros_like(p)} for p in params]
 
     def step(self, params, grads, state, lr):
-        mu = self.momentum
+        mu, lr = self.momentum, float(lr)  # a numpy float64 rate would upcast float32 updates
         for p, g, s in zip(params, grads, state, strict=True):
             if not mu:
                 p -= lr * g
