@@ -102,14 +102,26 @@ def rewrite_header(path, change):
 def test_missing_plugin_names_component_and_distribution(trained, tmp_path):
     path = trained.save(tmp_path / "m.npz")
 
-    def use_missing(header, arrays):
+    with np.load(path, allow_pickle=False) as npz:
+        requires = json.loads(npz["__header__"].tobytes())["requires"]
+    assert {(r["kind"], r["name"], r["distribution"]) for r in requires} >= {
+        ("layer", "dense", "deepnet"), ("activation", "relu", "deepnet"),
+        ("initializer", "he_normal", "deepnet"), ("loss", "categorical_cross_entropy", "deepnet"),
+    }  # fmt: skip
+
+    def use_missing(header, arrays):  # as if a plugin's activation was used, nested in a layer
         header["layers"][0]["config"]["activation"] = "mish"
-        header["layers"][0]["config"]["name"] = "fancy_dense"
-        header["layers"][0]["distribution"] = "deepnet-fancy"
-        header["layers"][0]["version"] = "2.0"
+        header["requires"].append(
+            {
+                "kind": "activation",
+                "name": "mish",
+                "distribution": "deepnet-fancy",
+                "version": "2.0",
+            }
+        )
 
     rewrite_header(path, use_missing)
-    with pytest.raises(ModelFormatError, match=r"layer 'fancy_dense' from .*deepnet-fancy 2\.0.*"
+    with pytest.raises(ModelFormatError, match=r"activation 'mish' from .*deepnet-fancy 2\.0.*"
                        r"pip install deepnet-fancy"):  # fmt: skip
         deepnet.load(path)
 

@@ -18,6 +18,7 @@ import numpy as np
 from deepnet.core.components import Activation, Layer, Loss, Regularizer
 from deepnet.core.errors import DeepnetError, ShapeError
 from deepnet.core.plugins import get_registry
+from deepnet.core.registry import Entry
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -50,15 +51,18 @@ class Model:
         registry = get_registry()
         if not layers:
             raise DeepnetError("a model needs at least one layer")
-        self.layers: list[Layer] = [registry.create("layer", spec) for spec in layers]
-        self.activations: list[Activation | None] = [
-            None if layer.activation is None else registry.create("activation", layer.activation)
-            for layer in self.layers
-        ]
-        self.loss: Loss = registry.create("loss", loss)
-        self.regularizers: list[Regularizer] = [
-            registry.create("regularizer", spec) for spec in regularizers
-        ]
+        with registry.recording() as self._used:
+            self.layers: list[Layer] = [registry.create("layer", spec) for spec in layers]
+            self.activations: list[Activation | None] = [
+                None
+                if layer.activation is None
+                else registry.create("activation", layer.activation)
+                for layer in self.layers
+            ]
+            self.loss: Loss = registry.create("loss", loss)
+            self.regularizers: list[Regularizer] = [
+                registry.create("regularizer", spec) for spec in regularizers
+            ]
         self.dtype = as_dtype(dtype)
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
@@ -99,10 +103,21 @@ class Model:
         self.seed = int(seq.entropy) if seed is None else seed  # type: ignore[arg-type]
         shape = tuple(int(d) for d in input_shape)
         self.input_shape = shape
-        for layer, child in zip(self.layers, seq.spawn(len(self.layers)), strict=True):
-            shape = tuple(layer.build(shape, np.random.default_rng(child), self.dtype))
+        with get_registry().recording() as used:
+            for layer, child in zip(self.layers, seq.spawn(len(self.layers)), strict=True):
+                shape = tuple(layer.build(shape, np.random.default_rng(child), self.dtype))
+        self._used += used
         self.output_shape = shape
         return self
+
+    def requirements(self) -> list[Entry]:
+        """Every registered component the model was made from (initializers included)."""
+        registry = get_registry()
+        parts = [*self.layers, *filter(None, self.activations), self.loss, *self.regularizers]
+        # Components given as objects were never looked up by name: add their entries.
+        used = [*self._used, *(registry.entry_of(c) for c in parts)]
+        unique = {(e.kind, e.name, e.provenance): e for e in used}
+        return sorted(unique.values(), key=lambda e: (e.kind, e.name))
 
     def parameters(self) -> list[tuple[int, str, np.ndarray]]:
         """Every trainable array as ``(layer index, name, array)``, in a fixed order."""

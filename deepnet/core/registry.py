@@ -8,6 +8,7 @@ distribution registers the name twice).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 from collections.abc import Callable, Iterator
@@ -96,6 +97,7 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, list[Entry]]] = {k: {} for k in KINDS}
         self.plugins: list[Any] = []  # PluginInfo records, filled by the plugin manager
+        self._recorders: list[list[Entry]] = []
 
     # -- registration ------------------------------------------------------------------
     def register(
@@ -171,12 +173,24 @@ class Registry:
                 or self.qualified_name(e, self._entries[kind][e.name]) == name
             ]
         if len(found) == 1:
+            for used in self._recorders:
+                used.append(found[0])
             return found[0]
         if not found:
             names = self.names(kind)
             close = difflib.get_close_matches(bare.lower(), names, n=3, cutoff=0.6)
             raise UnknownComponentError(kind, name, close, names)
         raise AmbiguousComponentError(kind, name, [self.qualified_name(e, found) for e in found])
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Entry]]:
+        """Collect every entry looked up inside the block (nested components included)."""
+        used: list[Entry] = []
+        self._recorders.append(used)
+        try:
+            yield used
+        finally:
+            self._recorders.remove(used)
 
     def entry_of(self, obj: Any) -> Entry:
         """The entry whose factory made ``obj`` (an instance of a registered class)."""

@@ -48,6 +48,18 @@ def model_header(model) -> dict[str, Any]:
         "layers": [_component(registry, layer) for layer in model.layers],
         "loss": _component(registry, model.loss),
         "regularizers": [_component(registry, r) for r in model.regularizers],
+        # Everything the model was made from, nested components included, so that loading
+        # without a plugin can name the distribution to install.
+        "requires": [
+            {
+                "kind": e.kind,
+                "name": e.name,
+                "distribution": e.provenance.distribution,
+                "version": e.provenance.version,
+                "plugin": e.provenance.plugin,
+            }
+            for e in model.requirements()
+        ],
         "meta": model.meta,
     }
 
@@ -109,21 +121,18 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]
     return header, arrays
 
 
-def _spec(path: Path, item: dict[str, Any]) -> dict[str, Any]:
-    registry = get_registry()
-    config = item["config"]
-    try:
-        registry.lookup(item["kind"], config["name"])
-    except (UnknownComponentError, AmbiguousComponentError) as exc:
-        dist = item.get("distribution")
-        if isinstance(exc, AmbiguousComponentError) or not dist:
-            raise ModelFormatError(f"{path}: {exc}") from None
-        raise ModelFormatError(
-            f"{path}: the model needs {item['kind']} {config['name']!r} from the distribution "
-            f"{dist} {item.get('version') or ''}, which is not installed or is disabled; "
-            f"install it with: pip install {dist}"
-        ) from None
-    return config
+def _missing(path: Path, header: dict[str, Any], exc: Exception) -> ModelFormatError:
+    """The error for a component that no installed plugin provides, naming its distribution."""
+    bare = getattr(exc, "name", "").rpartition("/")[2]
+    for req in header.get("requires", []):
+        same = (req.get("kind"), req.get("name")) == (getattr(exc, "kind", None), bare)
+        if same and req.get("distribution") and isinstance(exc, UnknownComponentError):
+            return ModelFormatError(
+                f"{path}: the model needs {req['kind']} {bare!r} from the distribution "
+                f"{req['distribution']} {req.get('version') or ''}, which is not installed "
+                f"or is disabled; install it with: pip install {req['distribution']}"
+            )
+    return ModelFormatError(f"{path}: {exc}")
 
 
 def load_model(path: str | Path):
@@ -134,13 +143,15 @@ def load_model(path: str | Path):
     header, arrays = read_header(path)
     try:
         model = Model(
-            [_spec(path, item) for item in header["layers"]],
-            loss=_spec(path, header["loss"]),
-            regularizers=[_spec(path, item) for item in header["regularizers"]],
+            [item["config"] for item in header["layers"]],
+            loss=header["loss"]["config"],
+            regularizers=[item["config"] for item in header["regularizers"]],
             dtype=header["dtype"],
         )
         model.build(header["input_shape"], seed=header.get("seed"))
-    except KeyError as exc:
+    except (UnknownComponentError, AmbiguousComponentError) as exc:
+        raise _missing(path, header, exc) from None
+    except (KeyError, TypeError) as exc:
         raise ModelFormatError(f"{path}: damaged model header (missing {exc})") from None
     weights: list[dict[str, np.ndarray]] = [{} for _ in model.layers]
     for key, value in arrays.items():

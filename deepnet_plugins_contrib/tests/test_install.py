@@ -45,7 +45,9 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run(
+    *args: str | Path, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [str(a) for a in args],
         capture_output=True,
@@ -55,7 +57,7 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
         cwd=cwd,
         check=False,
     )
-    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0 or not check, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
@@ -92,8 +94,8 @@ class Venv:
     def uninstall(self, *names: str) -> None:
         pip("--python", self.python, "uninstall", "-y", "-q", *names)
 
-    def deepnet(self, *args: str) -> subprocess.CompletedProcess:
-        return run(self.root / "bin" / "deepnet", *args, cwd=self.root)
+    def deepnet(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return run(self.root / "bin" / "deepnet", *args, cwd=self.root, check=check)
 
     def json(self, *args: str) -> list[dict]:
         return json.loads(self.deepnet(*args, "--json").stdout)
@@ -140,11 +142,27 @@ def test_contrib_installs_lists_and_uninstalls_cleanly(wheels, tmp_path):
     assert {n for n, p in plugins.items() if p["distribution"] == CONTRIB} == CONTRIB_PLUGINS
     assert {p["status"] for p in plugins.values()} == {"loaded"}
 
+    saved = venv.script(
+        """
+        import json
+        from deepnet import Dense, Model
+        model = Model([Dense(4, "leaky_relu"), Dense(3, "softmax")]).build((2,), seed=0)
+        print(json.dumps(str(model.save("leaky.npz"))))
+        """
+    )
+
     venv.uninstall(CONTRIB)
     records = venv.json("list")
     assert not [r for r in records if r["distribution"] == CONTRIB]
     assert {"sgd", "relu", "dense"} <= {r["name"] for r in records}
     assert not [p for p in venv.json("plugins") if p["distribution"] == CONTRIB]
+    # A model that needs contrib now says which component is missing and what to install.
+    failed = venv.deepnet("predict", saved, "nothing.npy", check=False)
+    assert failed.returncode == 2
+    assert "activation 'leaky_relu' from the distribution deepnet-plugins-contrib 0.1.0" in (
+        failed.stderr
+    )
+    assert "pip install deepnet-plugins-contrib" in failed.stderr
 
 
 BROKEN = {
