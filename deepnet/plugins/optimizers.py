@@ -33,23 +33,28 @@ class SGD(Optimizer):
             raise DeepnetError("nesterov needs momentum > 0, e.g. momentum=0.9")
 
     def init(self, params: list[Array]) -> list[dict[str, Array]]:
+        # "scratch" holds each update, so that a step allocates nothing.
         if not self.momentum:
-            return [{} for _ in params]
-        return [{"velocity": np.zeros_like(p)} for p in params]
+            return [{"scratch": np.zeros_like(p)} for p in params]
+        return [{"velocity": np.zeros_like(p), "scratch": np.zeros_like(p)} for p in params]
 
     def step(self, params, grads, state, lr):
         mu, lr = self.momentum, float(lr)  # a numpy float64 rate would upcast float32 updates
         for p, g, s in zip(params, grads, state, strict=True):
-            if not mu:
-                p -= lr * g
-                continue
-            v = s["velocity"]
-            v *= mu
-            v += g
-            if self.nesterov:
-                p -= lr * (g + mu * v)
+            buf = s["scratch"]
+            if mu:
+                v = s["velocity"]
+                v *= mu
+                v += g
+                if self.nesterov:
+                    np.multiply(v, mu, out=buf)
+                    buf += g
+                else:
+                    buf[...] = v
             else:
-                p -= lr * v
+                buf[...] = g
+            buf *= lr
+            p -= buf
 
 
 @hookimpl
