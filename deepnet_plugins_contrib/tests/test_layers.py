@@ -17,7 +17,7 @@ NAMES = ["dropout", "batch_norm", "random_shift", "reshape", "conv2d", "max_pool
 
 
 @pytest.fixture(autouse=True, scope="module")
-def registry():
+def contrib_layers():
     """The process registry with the contrib layers, from the entry point or in-process."""
     saved = plugins.get_registry()
     installed = "conv2d" in saved.names("layer")
@@ -75,8 +75,8 @@ def test_gradient(case, training):
     assert set(result.errors) == {"x", *layer.params}
 
 
-def test_every_layer_is_registered(registry):
-    assert set(NAMES) <= set(registry.names("layer"))
+def test_every_layer_is_registered(contrib_layers):
+    assert set(NAMES) <= set(contrib_layers.names("layer"))
 
 
 @pytest.mark.skipif(
@@ -154,8 +154,8 @@ def test_dropout_rate_zero_is_identity_and_bad_rates_fail():
             layers.Dropout(rate)
 
 
-def test_dropout_training_is_reproducible(blobs):
-    x, y = blobs
+def test_dropout_training_is_reproducible(three_blobs):
+    x, y = three_blobs
 
     def train():
         model = Model([Dense(16, "relu"), layers.Dropout(0.5), Dense(3, "softmax")])
@@ -168,7 +168,7 @@ def test_dropout_training_is_reproducible(blobs):
 
 
 @pytest.fixture
-def blobs():
+def three_blobs():
     """Three separated Gaussian blobs in 4-D: x (300, 4), y (300,)."""
     rng = np.random.default_rng(0)
     centers = 3.0 * np.eye(3, 4)
@@ -215,8 +215,8 @@ def test_batch_norm_keeps_float32():
     assert {s.dtype for s in layer.state.values()} == {np.dtype(np.float32)}
 
 
-def test_batch_norm_state_survives_save_and_load(tmp_path, blobs):
-    x, y = blobs
+def test_batch_norm_state_survives_save_and_load(tmp_path, three_blobs):
+    x, y = three_blobs
     model = Model([Dense(16), layers.BatchNorm(activation="relu"), Dense(3, "softmax")])
     model.fit(x, y, epochs=3, optimizer="sgd", lr=0.1, seed=0)
     bn = model.layers[1]
