@@ -1,0 +1,56 @@
+"""Tests of the contributed recipes: the regularized CNN's architecture and a short run."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import pytest
+from deepnet_plugins_contrib.recipes import REGULARIZED, ImageRecipe
+
+import deepnet
+from deepnet.core import plugins
+from deepnet.core.data import Dataset
+from deepnet.recipes import run_recipe
+
+# conftest's registry: contrib installed, or its modules loaded in-process.
+pytestmark = pytest.mark.usefixtures("registry")
+
+
+def test_front_layers_precede_the_dense_ones():
+    recipe = ImageRecipe(
+        name="t",
+        description="",
+        front=({"name": "flatten"},),
+        layers=("8:relu", "3:softmax"),
+        extra_layers=((1, {"name": "dropout"}),),
+    )
+    assert [s["name"] for s in recipe.layer_specs()] == ["flatten", "dense", "dropout", "dense"]
+    assert attrs.evolve(recipe, name="u").front == recipe.front
+
+
+def test_regularized_architecture(tmp_path):
+    model = REGULARIZED.model().build((784,), seed=0)
+    names = [plugins.get_registry().spec_of(layer) for layer in model.layers]
+    assert names == [
+        "reshape", "random_shift", "conv2d", "max_pool2d", "batch_norm",
+        "conv2d", "max_pool2d", "batch_norm", "flatten", "dense", "dropout", "dense",
+    ]  # fmt: skip
+    assert model.output_shape == (10,)
+    assert sum(model.count_params()) == 832 + 64 + 51264 + 128 + 131200 + 1290
+    x = np.random.default_rng(0).random((4, 784), dtype=np.float32)
+    loaded = deepnet.load(model.save(tmp_path / "regularized.npz"))
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+
+
+@pytest.mark.slow
+def test_regularized_learns_from_a_small_subset(mnist_subset):
+    _, summary = run_recipe(REGULARIZED, mnist_subset, epochs=2)
+    assert summary["dev_accuracy"] > 0.8
+
+
+@pytest.fixture(scope="module")
+def mnist_subset() -> Dataset:
+    """2400 MNIST training images, split into train and dev by the recipe; no test images."""
+    data = deepnet.load_mnist()
+    x, y = data.x_train[:2400], data.y_train[:2400]
+    return Dataset(x_train=x, y_train=y, x_test=x[:1], y_test=y[:1], name="mnist-subset")
