@@ -20,12 +20,12 @@ import sys
 import time
 
 import attrs
-from deepnet_plugins_contrib.recipes import REGULARIZED
 
 from deepnet import Callback
 from deepnet.core.data import Dataset, train_dev_split
 from deepnet.datasets import load_mnist
 from deepnet.recipes import Recipe, run_recipe
+from deepnet_plugins_contrib.recipes import REGULARIZED
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

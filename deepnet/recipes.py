@@ -38,13 +38,17 @@ class Recipe:
     seed: int = 0
     regularizers: tuple[Any, ...] = ()
     extra_layers: tuple[tuple[int, Any], ...] = ()  # (position, layer spec) to insert
+    front: tuple[Any, ...] = ()  # layer specs before the dense ones (reshape, conv2d, ...)
 
     def layer_specs(self) -> list[Any]:
-        """The layers as registry configs, ``extra_layers`` inserted at their positions."""
+        """``front``, then the dense layers with ``extra_layers`` inserted at their positions.
+
+        Positions index the dense layers; extras at the same position keep their given order.
+        """
         specs: list[Any] = parse_layers(",".join(self.layers), init=self.init)
-        for position, spec in sorted(self.extra_layers, key=lambda p: p[0], reverse=True):
+        for position, spec in reversed(sorted(self.extra_layers, key=lambda p: p[0])):
             specs.insert(position, spec)
-        return specs
+        return [*self.front, *specs]
 
     def model(self, dtype: str = "float32") -> Model:
         return Model(

@@ -186,14 +186,16 @@ class Model:
         grads: list[dict[str, np.ndarray]] = [{} for _ in self.layers]
         _, _, a = caches[-1]
         da = None if self._fused else self.loss.backward(a, y)
-        for i in range(len(self.layers) - 1, -1, -1):
+        # Nothing before the first layer with parameters needs a gradient (reshape, shifts).
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
+        for i in range(len(self.layers) - 1, first - 1, -1):
             cache, z, a = caches[i]
             act = self.activations[i]
             if i == len(self.layers) - 1 and self._fused:
                 dz = self.loss.fused_backward(a, y)
             else:
                 dz = da if act is None else act.backward(z, a, da)
-            da, grads[i] = self.layers[i].backward(dz, cache, need_dx=i > 0)
+            da, grads[i] = self.layers[i].backward(dz, cache, need_dx=i > first)
         return grads
 
     def regularize(self, grads: list[dict[str, np.ndarray]]) -> float:

@@ -9,21 +9,17 @@ import attrs
 import numpy as np
 
 from deepnet.core.components import Array, Layer
-from deepnet.core.errors import DeepnetError, ShapeError
+from deepnet.core.errors import ShapeError
 from deepnet.core.hookspecs import hookimpl
 from deepnet.core.plugins import create
-
-
-def _positive_int(instance, attribute, value):
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-        raise DeepnetError(f"{attribute.name} must be a positive integer, got {value!r}")
+from deepnet.core.validators import positive_int
 
 
 @attrs.define(eq=False)
 class Dense(Layer):
     """Fully connected: z = x @ W + b, x (N, n_in), W (n_in, units), b (units,), z (N, units)."""
 
-    units: int = attrs.field(validator=_positive_int)
+    units: int = attrs.field(validator=positive_int)
     activation: Any = None
     init: Any = "glorot_uniform"
     bias_init: Any = "zeros"

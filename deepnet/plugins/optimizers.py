@@ -8,16 +8,7 @@ import numpy as np
 from deepnet.core.components import Array, Optimizer
 from deepnet.core.errors import DeepnetError
 from deepnet.core.hookspecs import hookimpl
-
-
-def positive(instance, attribute, value):
-    if not value > 0:
-        raise DeepnetError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def unit_interval(instance, attribute, value):
-    if not 0 <= value < 1:
-        raise DeepnetError(f"{attribute.name} must be in [0, 1), got {value!r}")
+from deepnet.core.validators import positive, unit_interval
 
 
 @attrs.define

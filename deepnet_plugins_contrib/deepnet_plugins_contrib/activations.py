@@ -15,8 +15,8 @@ import numpy as np
 
 from deepnet.core.components import Activation, Array
 from deepnet.core.hookspecs import hookimpl
+from deepnet.core.validators import non_negative
 from deepnet.plugins.activations import Sigmoid
-from deepnet_plugins_contrib._validators import non_negative
 
 _sigmoid = Sigmoid().forward  # the core's overflow-free logistic function
 

@@ -9,7 +9,7 @@ import attrs
 from deepnet.core.components import Callback
 from deepnet.core.errors import DeepnetError
 from deepnet.core.hookspecs import hookimpl
-from deepnet_plugins_contrib._validators import non_negative, one_of
+from deepnet.core.validators import non_negative, one_of
 
 
 def _counter(default: Any = None) -> Any:

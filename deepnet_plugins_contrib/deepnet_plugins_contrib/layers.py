@@ -18,8 +18,7 @@ from deepnet.core.components import Array, Layer
 from deepnet.core.errors import DeepnetError, ShapeError
 from deepnet.core.hookspecs import hookimpl
 from deepnet.core.plugins import create
-from deepnet.plugins.layers import _positive_int
-from deepnet.plugins.optimizers import positive, unit_interval
+from deepnet.core.validators import positive, positive_int, unit_interval
 
 
 @attrs.define(eq=False)
@@ -166,7 +165,7 @@ class RandomShift(Layer):
     [-max_shift, max_shift] along H and W, filling with zeros; the identity in evaluation.
     Inputs (N, C, H, W) or (N, H, W)."""
 
-    max_shift: int = attrs.field(default=2, validator=_positive_int)
+    max_shift: int = attrs.field(default=2, validator=positive_int)
     rng: np.random.Generator | None = attrs.field(init=False, default=None, repr=False)
 
     def build(self, input_shape, rng, dtype):
@@ -230,7 +229,7 @@ class Conv2D(Layer):
     ceil(H/stride) x ceil(W/stride)). Output (N, filters, Ho, Wo).
     """
 
-    filters: int = attrs.field(validator=_positive_int)
+    filters: int = attrs.field(validator=positive_int)
     kernel_size: Any = attrs.field(default=3, converter=_pair)
     stride: Any = attrs.field(default=1, converter=_pair)
     padding: str = attrs.field(default="valid", validator=attrs.validators.in_(("valid", "same")))
@@ -294,7 +293,7 @@ class MaxPool2D(Layer):
     (N, C, H, W) images; rows and columns that fill no window are dropped. Output
     (N, C, H // p, W // p). Each window's gradient goes to its first maximum only."""
 
-    pool_size: int = attrs.field(default=2, validator=_positive_int)
+    pool_size: int = attrs.field(default=2, validator=positive_int)
 
     def build(self, input_shape, rng, dtype):
         c, h, w = _image_shape("max_pool2d", input_shape)

@@ -16,7 +16,7 @@ import numpy as np
 
 from deepnet.core.components import Array, Optimizer
 from deepnet.core.hookspecs import hookimpl
-from deepnet_plugins_contrib._validators import non_negative, positive, unit_interval
+from deepnet.core.validators import non_negative, positive, unit_interval
 
 State = dict[str, Array]
 

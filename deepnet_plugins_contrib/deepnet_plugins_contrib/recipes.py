@@ -10,20 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
-
 from deepnet.recipes import Recipe
-
-
-@attrs.frozen
-class ImageRecipe(Recipe):
-    """A :class:`Recipe` whose ``front`` layers (any layer specs, e.g. reshape and conv2d)
-    come before its dense ``layers``; ``extra_layers`` positions still index the dense list."""
-
-    front: tuple[Any, ...] = ()
-
-    def layer_specs(self) -> list[Any]:
-        return [*self.front, *super().layer_specs()]
 
 
 def conv(filters: int, kernel_size: int = 5, **options: Any) -> dict[str, Any]:
@@ -44,7 +31,7 @@ POOL = {"name": "max_pool2d", "pool_size": 2}
 BN_RELU = {"name": "batch_norm", "activation": "relu"}
 FLATTEN = {"name": "flatten"}
 
-REGULARIZED = ImageRecipe(
+REGULARIZED = Recipe(
     name="regularized",
     description=(
         "CNN: random ±2-px shifts, [conv5x5·32, pool, bn, relu], [conv5x5·64, pool, bn, relu], "

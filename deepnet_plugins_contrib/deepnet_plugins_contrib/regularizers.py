@@ -14,7 +14,7 @@ import numpy as np
 
 from deepnet.core.components import Array, Regularizer
 from deepnet.core.hookspecs import hookimpl
-from deepnet_plugins_contrib._validators import non_negative, positive
+from deepnet.core.validators import non_negative, positive
 
 
 def _abs_sum(w: Array) -> float:

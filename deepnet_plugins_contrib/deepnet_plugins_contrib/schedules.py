@@ -10,8 +10,8 @@ import attrs
 
 from deepnet.core.components import Schedule
 from deepnet.core.hookspecs import hookimpl
+from deepnet.core.validators import non_negative, positive
 from deepnet.plugins.schedules import warmup_factor
-from deepnet_plugins_contrib._validators import non_negative, positive
 
 
 def _warmup_field() -> Any:

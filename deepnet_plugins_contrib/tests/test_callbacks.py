@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from deepnet_plugins_contrib.callbacks import EarlyStopping
 
 from deepnet import Dense, Model
 from deepnet.core.errors import DeepnetError
 from deepnet.testing import assert_conforms
+from deepnet_plugins_contrib.callbacks import EarlyStopping
 
 
 def test_conforms(registry):

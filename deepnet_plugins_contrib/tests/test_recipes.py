@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import attrs
 import numpy as np
 import pytest
-from deepnet_plugins_contrib.recipes import REGULARIZED, ImageRecipe
 
 import deepnet
 from deepnet.core import plugins
 from deepnet.core.data import Dataset
 from deepnet.recipes import run_recipe
+from deepnet_plugins_contrib.recipes import REGULARIZED
 
 # conftest's registry: contrib installed, or its modules loaded in-process.
 pytestmark = pytest.mark.usefixtures("registry")
-
-
-def test_front_layers_precede_the_dense_ones():
-    recipe = ImageRecipe(
-        name="t",
-        description="",
-        front=({"name": "flatten"},),
-        layers=("8:relu", "3:softmax"),
-        extra_layers=((1, {"name": "dropout"}),),
-    )
-    assert [s["name"] for s in recipe.layer_specs()] == ["flatten", "dense", "dropout", "dense"]
-    assert attrs.evolve(recipe, name="u").front == recipe.front
 
 
 def test_regularized_architecture(tmp_path):

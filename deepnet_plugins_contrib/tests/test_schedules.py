@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from deepnet_plugins_contrib.schedules import ExponentialDecay, StepDecay
 
 from deepnet import Dense, Model
 from deepnet.testing import assert_conforms
+from deepnet_plugins_contrib.schedules import ExponentialDecay, StepDecay
 
 
 @pytest.mark.parametrize("name", ["step", "exponential"])
