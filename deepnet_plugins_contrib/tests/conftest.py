@@ -10,7 +10,7 @@ import pytest
 from deepnet.core import plugins
 from deepnet.testing import registry_with, using_registry
 
-MODULES = ("activations", "regularizers", "optimizers", "schedules", "callbacks")
+MODULES = ("activations", "regularizers", "optimizers", "schedules", "callbacks", "layers")
 
 
 @pytest.fixture(scope="module")
