@@ -9,7 +9,7 @@ and silently compute in the wrong precision. Defaults follow PyTorch unless note
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from deepnet.core.components import Array, Optimizer
 from deepnet.core.hookspecs import hookimpl
 from deepnet.core.validators import non_negative, positive, unit_interval
+from deepnet.plugins.optimizers import SGD
 
 State = dict[str, Array]
 
@@ -50,37 +51,23 @@ def _accumulate(avg: Array, value: Array, decay: float, buf: Array) -> None:
     avg += buf
 
 
+# momentum and nesterov are the core's SGD with momentum on by default; only the rule differs.
 @attrs.define
-class Momentum(Optimizer):
+class Momentum(SGD):
     """Heavy-ball momentum, PyTorch form: v = μ·v + g; p -= lr·v."""
 
     lr: float = _rate(0.01)
     momentum: float = _decay(0.9)
-    nesterov: ClassVar[bool] = False
-
-    def init(self, params: list[Array]) -> list[State]:
-        return _zeros(params, "velocity")
-
-    def step(self, params, grads, state, lr) -> None:
-        lr, mu = float(lr), self.momentum
-        for p, g, s in zip(params, grads, state, strict=True):
-            v, buf = s["velocity"], s["scratch"]
-            v *= mu
-            v += g
-            if self.nesterov:  # look ahead: the step uses g + μ·v
-                np.multiply(v, mu, out=buf)
-                buf += g
-            else:
-                buf[...] = v
-            buf *= lr
-            p -= buf
+    nesterov: bool = attrs.field(default=False, init=False)
 
 
 @attrs.define
-class Nesterov(Momentum):
+class Nesterov(SGD):
     """Nesterov momentum, PyTorch form: v = μ·v + g; p -= lr·(g + μ·v)."""
 
-    nesterov: ClassVar[bool] = True
+    lr: float = _rate(0.01)
+    momentum: float = _decay(0.9)
+    nesterov: bool = attrs.field(default=True, init=False)
 
 
 @attrs.define
