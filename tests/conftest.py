@@ -1,25 +1,24 @@
-"""Shared fixtures: small synthetic data, a real MNIST subset, and registry swapping."""
+"""Shared fixtures: small synthetic data, the bundled MNIST, and registry swapping."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
 
-from deepnet.core import plugins
+from deepnet.testing import registry_with, using_registry
 
 
 @pytest.fixture
 def registry_of():
     """Make a registry with extra in-process plugins the process-wide one, for one test."""
-    saved = plugins.get_registry()
+    with contextlib.ExitStack() as stack:
 
-    def install(*extra, **kwargs):
-        registry = plugins.load_plugins(extra=extra, **kwargs)
-        plugins.set_registry(registry)
-        return registry
+        def install(*extra, **kwargs):
+            return stack.enter_context(using_registry(registry_with(*extra, **kwargs)))
 
-    yield install
-    plugins.set_registry(saved)
+        yield install
 
 
 @pytest.fixture(scope="session")
