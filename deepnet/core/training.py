@@ -108,8 +108,11 @@ def fit(
 
     opt = registry.create("optimizer", optimizer)
     if lr is not None:  # a copy, so that the recorded config shows the rate really used
-        opt = attrs.evolve(opt, lr=lr) if attrs.has(type(opt)) else copy.copy(opt)
-        opt.lr = lr
+        if attrs.has(type(opt)):
+            opt = attrs.evolve(opt, lr=lr)
+        else:
+            opt = copy.copy(opt)
+            opt.lr = lr
     base_lr = float(opt.lr)
     sched = registry.create("schedule", schedule)
     cbs: list[Callback] = [registry.create("callback", c) for c in callbacks]
@@ -117,6 +120,7 @@ def fit(
     keys = [(i, name) for i, name, _ in model.parameters()]
     state = opt.init(params)
     rng = np.random.default_rng(shuffle_seq)
+    labels = y_all.argmax(axis=1)  # for the running accuracy, once rather than per batch
     n = len(x)
     n_batches = math.ceil(n / batch_size)
     history = History(seed=seed)
@@ -139,10 +143,8 @@ def fit(
         lr_now = base_lr
         for b in range(n_batches):
             batch = slice(b * batch_size, (b + 1) * batch_size)
-            if order is None:
-                xb, yb = x[batch], y_all[batch]
-            else:
-                xb, yb = x[order[batch]], y_all[order[batch]]
+            idx = batch if order is None else order[batch]
+            xb, yb = x[idx], y_all[idx]
             # A diverging run overflows somewhere before its loss turns non-finite; the
             # check below reports that once, clearly, instead of a stream of warnings.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -162,7 +164,7 @@ def fit(
             model.constrain()
             per_sample = loss / len(xb) if model.loss.reduction == "sum" else loss
             loss_sum += per_sample * len(xb)
-            correct += int((a.argmax(axis=1) == yb.argmax(axis=1)).sum())
+            correct += int((a.argmax(axis=1) == labels[idx]).sum())
             for cb in cbs:
                 cb.on_batch_end(model, epoch, b, n_batches, per_sample)
         logs: dict[str, float] = {
