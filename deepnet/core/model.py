@@ -51,18 +51,16 @@ class Model:
         registry = get_registry()
         if not layers:
             raise DeepnetError("a model needs at least one layer")
-        with registry.recording() as self._used:
-            self.layers: list[Layer] = [registry.create("layer", spec) for spec in layers]
-            self.activations: list[Activation | None] = [
-                None
-                if layer.activation is None
-                else registry.create("activation", layer.activation)
-                for layer in self.layers
-            ]
-            self.loss: Loss = registry.create("loss", loss)
-            self.regularizers: list[Regularizer] = [
-                registry.create("regularizer", spec) for spec in regularizers
-            ]
+        self.layers: list[Layer] = [registry.create("layer", spec) for spec in layers]
+        self.activations: list[Activation | None] = [
+            None if layer.activation is None else registry.create("activation", layer.activation)
+            for layer in self.layers
+        ]
+        self.loss: Loss = registry.create("loss", loss)
+        self.regularizers: list[Regularizer] = [
+            registry.create("regularizer", spec) for spec in regularizers
+        ]
+        self._built_from: list[Entry] = []  # what layers look up while building (initializers)
         self.dtype = as_dtype(dtype)
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
@@ -106,7 +104,7 @@ class Model:
         with get_registry().recording() as used:
             for layer, child in zip(self.layers, seq.spawn(len(self.layers)), strict=True):
                 shape = tuple(layer.build(shape, np.random.default_rng(child), self.dtype))
-        self._used += used
+        self._built_from = used
         self.output_shape = shape
         return self
 
@@ -114,8 +112,7 @@ class Model:
         """Every registered component the model was made from (initializers included)."""
         registry = get_registry()
         parts = [*self.layers, *filter(None, self.activations), self.loss, *self.regularizers]
-        # Components given as objects were never looked up by name: add their entries.
-        used = [*self._used, *(registry.entry_of(c) for c in parts)]
+        used = [*self._built_from, *(registry.entry_of(c) for c in parts)]
         unique = {(e.kind, e.name, e.provenance): e for e in used}
         return sorted(unique.values(), key=lambda e: (e.kind, e.name))
 
