@@ -526,14 +526,14 @@ def test_evaluate_confusion_without_matplotlib(trained, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def test_digits():
+def mnist_test_digits():
     x = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")[:8]
     y = read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")[:8]
     return x, y
 
 
-def test_predict_pictures_of_mnist_digits_either_polarity(trained, test_digits, tmp_path):
-    x, y = test_digits
+def test_predict_pictures_of_mnist_digits_either_polarity(trained, mnist_test_digits, tmp_path):
+    x, y = mnist_test_digits
     model = load_model(trained.model)
     right = np.flatnonzero(model.predict(x.reshape(len(x), -1) / 255) == y)[:3]
     assert len(right) == 3
@@ -570,8 +570,8 @@ def test_predict_digits_drawn_with_a_pen(trained, tmp_path):
     assert [r["prediction"] for r in results] == [7, 0]
 
 
-def test_predict_npy_arrays_match_the_model(trained, test_digits, tmp_path):
-    x, _ = test_digits
+def test_predict_npy_arrays_match_the_model(trained, mnist_test_digits, tmp_path):
+    x, _ = mnist_test_digits
     np.save(tmp_path / "one.npy", x[0])
     np.save(tmp_path / "rows.npy", x.reshape(len(x), -1))
     results = json.loads(
