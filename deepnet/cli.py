@@ -37,7 +37,7 @@ from deepnet.core.errors import (
 )
 from deepnet.core.model import FLOAT_DTYPES, Model
 from deepnet.core.registry import REQUIRED, Entry, Registry
-from deepnet.recipes import RECIPES, Recipe, parse_layers, run_recipe
+from deepnet.recipes import RECIPES, Recipe, parse_layers, run_recipe, validate_recipe
 
 DATASETS = ("mnist",)
 
@@ -467,15 +467,6 @@ def build_recipe(preset: str, **opts: Any) -> Recipe:
         schedule[name] = value
     fields["schedule"] = schedule if len(schedule) > 1 else schedule["name"]
     return attrs.evolve(recipe, **fields)
-
-
-def validate_recipe(reg: Registry, recipe: Recipe, dtype: str) -> Model:
-    """Create every component now, so a typo fails before minutes of data loading."""
-    model = recipe.model(dtype)
-    reg.create("optimizer", recipe.optimizer)
-    reg.create("schedule", recipe.schedule)
-    reg.lookup("initializer", recipe.init)
-    return model
 
 
 class Progress(Callback):
@@ -976,6 +967,11 @@ def info(model_path: str, as_json: bool) -> None:
             f", {metrics.get('seconds', float('nan')):.1f} s"
         )
 
+
+# Attached here, at the end, because the sweep command reuses this module's helpers.
+from deepnet.sweep_cli import sweep as _sweep  # noqa: E402
+
+main.add_command(_sweep)
 
 if __name__ == "__main__":
     main()
