@@ -12,6 +12,7 @@ from deepnet._extras import require
 from deepnet.cli import (
     Failure,
     UserError,
+    _Command,
     data_options,
     parse_assignment,
     percent,
@@ -67,7 +68,7 @@ class Table:
         click.echo(line)
 
 
-@click.command("sweep")
+@click.command("sweep", cls=_Command)  # deepnet errors as one line, like every command
 @click.argument("space_file", metavar="SPACE.toml", required=False)
 @click.option(
     "--param",

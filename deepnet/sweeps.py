@@ -136,7 +136,10 @@ def _field_value(field: str, value: Any, where: str) -> Any:
     """``value`` as the Recipe field expects it (tuples, ints), or a one-line error."""
     if field == "layers":
         text = value if isinstance(value, str) else ",".join(map(str, value))
-        parse_layers(text)  # fails with the spec's own message
+        try:
+            parse_layers(text)
+        except DeepnetError as exc:
+            raise DeepnetError(f"{where}: {exc}") from None
         return tuple(p.strip() for p in text.split(","))
     if field in INT_FIELDS and (isinstance(value, bool) or not isinstance(value, int)):
         raise DeepnetError(f"{where}: {field} must be an integer, got {value!r}")
@@ -578,7 +581,7 @@ def _open_client(client: Any, scheduler: str | None, workers: int | None) -> tup
         threads_per_worker=1,  # numpy work holds the GIL; parallelism is across processes
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # loopback, any free port: never clash
     )
     client = distributed.Client(cluster)
     return client, [client, cluster]
