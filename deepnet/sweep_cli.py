@@ -118,7 +118,7 @@ class Table:
 @click.option(
     "--out",
     metavar="DIR",
-    help="Results directory [default: SPACE-sweep]; the same DIR resumes a sweep.",
+    help="Results directory [default: SPACE-results]; the same DIR resumes a sweep.",
 )
 @click.option(
     "--model", "model_path", metavar="MODEL", help="Save the best model here [DIR/best.npz]."
@@ -172,7 +172,7 @@ def sweep(
     options = {"preset": preset, "search": search, "trials": trials, "max_time": max_time,
                "seed": search_seed, "metric": metric}  # fmt: skip
     space = _space(space_file, params, fixed, options)
-    out_dir = Path(out or f"{Path(space_file).stem if space_file else 'sweep'}-sweep")
+    out_dir = Path(out or f"{Path(space_file).stem if space_file else 'sweep'}-results")
     table = Table(space.metric)
     where = scheduler or f"{workers or 'one per core'} local worker processes"
     click.echo(

@@ -636,6 +636,7 @@ def sweep(
     candidate = out_dir / "best-dev.npz" if out_dir is not None else None
     x_train, y_train = source.train()
     stopped = None
+    started = time.monotonic()
     if pending:
         client, to_close = _open_client(client, scheduler, workers)
         futures: list[Any] = []
@@ -651,7 +652,8 @@ def sweep(
                 future = client.submit(run_trial, t, x_f, y_f, source.raw, dtype, key=key)
                 futures.append(future)
                 by_key[future.key] = t
-            timeout = space.max_time
+            # The budget counts from the sweep's start: starting workers and sending data too.
+            timeout = space.max_time and max(space.max_time - (time.monotonic() - started), 0.001)
             try:
                 for future in as_completed(futures, timeout=timeout):
                     t = by_key[future.key]
