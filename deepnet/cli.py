@@ -183,6 +183,15 @@ def limited(data: Dataset, limit: int | None) -> Dataset:
     )
 
 
+dtype_option = click.option(
+    "--dtype",
+    type=click.Choice(FLOAT_DTYPES),
+    default="float32",
+    show_default=True,
+    help="Floating type of weights and data.",
+)
+
+
 def data_options(f: Any) -> Any:
     """``--dataset``, ``--data-dir`` and ``--limit``, shared by train and evaluate."""
     f = click.option(
@@ -563,13 +572,7 @@ def _describe(recipe: Recipe, n_features: int) -> str:
     help="Share of the training set held out as dev set.",
 )
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle every epoch (default: yes).")
-@click.option(
-    "--dtype",
-    type=click.Choice(FLOAT_DTYPES),
-    default="float32",
-    show_default=True,
-    help="Floating type of weights and data.",
-)
+@dtype_option
 @data_options
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Input normalization.")
 @click.option("--out", metavar="MODEL", help="Save the trained model here (.npz).")

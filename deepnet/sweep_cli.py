@@ -14,11 +14,11 @@ from deepnet.cli import (
     UserError,
     _Command,
     data_options,
+    dtype_option,
     parse_assignment,
     percent,
     registry,
 )
-from deepnet.core.model import FLOAT_DTYPES
 from deepnet.recipes import RECIPES
 from deepnet.sweeps import (
     METRICS,
@@ -107,13 +107,7 @@ class Table:
     metavar="N",
     help="Local worker processes [default: one per core].",
 )
-@click.option(
-    "--dtype",
-    type=click.Choice(FLOAT_DTYPES),
-    default="float32",
-    show_default=True,
-    help="Floating type of weights and data.",
-)
+@dtype_option
 @data_options
 @click.option(
     "--out",

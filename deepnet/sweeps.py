@@ -52,7 +52,7 @@ else:  # pragma: no cover - the backport, a dependency on 3.10 only
 FIELDS = tuple(f.name for f in attrs.fields(Recipe) if f.name not in ("name", "description"))
 CONFIG_FIELDS = ("optimizer", "schedule")  # dict configs: "optimizer.momentum" sets one key
 INT_FIELDS = ("epochs", "batch_size", "seed")
-METRICS = {"dev_accuracy": max, "dev_loss": min}
+METRICS = {"dev_accuracy": 1, "dev_loss": -1}  # the sign that makes higher better
 SEARCHES = ("grid", "random")
 FINISHED = ("ok", "failed", "diverged")  # "lost" (worker died too often) runs again on resume
 LOG = "trials.jsonl"
@@ -557,13 +557,15 @@ class SweepResult:
 
 
 def better(metric: str, a: Mapping[str, Any], b: Mapping[str, Any] | None) -> bool:
-    """Whether record ``a`` beats ``b`` on ``metric`` (NaN never wins; ties keep ``b``)."""
+    """Whether record ``a`` beats ``b`` on ``metric``; NaN never wins, and of equal scores the
+    first trial does, so the choice does not depend on the order in which trials finished."""
     value = a.get(metric)
     if a.get("status") != "ok" or value is None or not math.isfinite(value):
         return False
     if b is None:
         return True
-    return METRICS[metric](value, b[metric]) == value and value != b[metric]
+    sign = METRICS[metric]
+    return (sign * value, -a["index"]) > (sign * b[metric], -b["index"])
 
 
 def _open_client(client: Any, scheduler: str | None, workers: int | None) -> tuple[Any, list[Any]]:
@@ -643,20 +645,13 @@ def sweep(
         try:
             from distributed import as_completed
 
-            # Once to every worker; each trial then refers to these, not to the arrays.
-            x_f = client.scatter(x_train, broadcast=True)
-            y_f = client.scatter(y_train, broadcast=True)
-            by_key = {}
-            for t in pending:
-                key = f"deepnet-trial-{t.index}-{t.id}-{uuid.uuid4().hex[:6]}"
-                future = client.submit(run_trial, t, x_f, y_f, source.raw, dtype, key=key)
-                futures.append(future)
-                by_key[future.key] = t
+            trial_of = _submit(client, pending, x_train, y_train, source.raw, dtype)
+            futures = list(trial_of)
             # The budget counts from the sweep's start: starting workers and sending data too.
             timeout = space.max_time and max(space.max_time - (time.monotonic() - started), 0.001)
             try:
                 for future in as_completed(futures, timeout=timeout):
-                    t = by_key[future.key]
+                    t = trial_of[future]
                     record = _record(t, future)
                     model_bytes = record.pop("model", None)
                     if better(space.metric, record, best):
@@ -691,6 +686,20 @@ def sweep(
     if path is not None:
         result.files["model"] = path
     return result
+
+
+def _submit(
+    client: Any, pending: list[Trial], x: np.ndarray, y: np.ndarray, raw: bool, dtype: str
+) -> dict[str, Any]:
+    """The trial of each future submitted, by future."""
+    # Once to every worker; each trial then refers to these, not to the arrays.
+    x_f = client.scatter(x, broadcast=True)
+    y_f = client.scatter(y, broadcast=True)
+    trial_of = {}
+    for t in pending:
+        key = f"deepnet-trial-{t.index}-{t.id}-{uuid.uuid4().hex[:6]}"  # unique per run
+        trial_of[client.submit(run_trial, t, x_f, y_f, raw, dtype, key=key)] = t
+    return trial_of
 
 
 def _record(trial: Trial, future: Any) -> dict[str, Any]:

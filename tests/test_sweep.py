@@ -19,6 +19,7 @@ from deepnet.sweeps import (
     LOG,
     Distribution,
     IdxData,
+    better,
     load_space,
     make_space,
     make_trials,
@@ -118,6 +119,16 @@ def test_trial_id_depends_on_recipe_data_and_dtype_only():
 
     assert same != trial_id(attrs.evolve(recipe, lr=0.2), "mnist", "float32")
     assert same == trial_id(attrs.evolve(recipe, name="x", description="y"), "mnist", "float32")
+
+
+def test_best_is_highest_accuracy_or_lowest_loss_and_the_first_of_equals():
+    a = {"status": "ok", "index": 0, "dev_accuracy": 0.9, "dev_loss": 0.3}
+    b = {"status": "ok", "index": 1, "dev_accuracy": 0.9, "dev_loss": 0.2}
+    assert better("dev_accuracy", a, b) and not better("dev_accuracy", b, a)
+    assert better("dev_loss", b, a) and not better("dev_loss", a, b)
+    assert better("dev_accuracy", a, None)
+    assert not better("dev_accuracy", {**a, "dev_accuracy": float("nan")}, None)
+    assert not better("dev_accuracy", {"status": "failed", "index": 2}, None)
 
 
 def test_read_log_cuts_a_torn_last_line(tmp_path):
@@ -323,19 +334,8 @@ def test_the_command_runs_against_a_scheduler_and_draws_the_picture(client, tmp_
 
 
 def test_the_command_starts_its_own_local_workers(tmp_path):
-    args = [
-        "sweep",
-        "--param",
-        "layers=16:relu,10:softmax",
-        "--set",
-        "epochs=1",
-        "--limit",
-        "600",
-        "--workers",
-        "1",
-        "--out",
-        str(tmp_path),
-    ]
+    options = f"--set epochs=1 --limit 600 --workers 1 --out {tmp_path}"
+    args = ["sweep", "--param", "layers=16:relu,10:softmax", *options.split()]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "trials on 1 local worker processes" in result.output
