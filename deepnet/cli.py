@@ -971,10 +971,13 @@ def info(model_path: str, as_json: bool) -> None:
         )
 
 
-# Attached here, at the end, because the sweep command reuses this module's helpers.
-from deepnet.sweep_cli import sweep as _sweep  # noqa: E402
-
-main.add_command(_sweep)
-
 if __name__ == "__main__":
-    main()
+    # Run as `python -m deepnet.cli`: hand over to the imported module, which has every command.
+    from deepnet.cli import main as _main
+
+    _main()
+else:
+    # Attached at the end, because the sweep command reuses this module's helpers.
+    from deepnet.sweep_cli import sweep as _sweep
+
+    main.add_command(_sweep)
