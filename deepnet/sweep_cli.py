@@ -69,7 +69,7 @@ class Table:
 
 
 @click.command("sweep", cls=_Command)  # deepnet errors as one line, like every command
-@click.argument("space_file", metavar="SPACE.toml", required=False)
+@click.argument("space_file", metavar="[SPACE.toml]", required=False)
 @click.option(
     "--param",
     "params",
@@ -147,7 +147,7 @@ def sweep(
       [sweep]  preset, search = "grid" | "random", trials, max_time, seed, metric
       [base]   fields fixed for every trial (epochs = 3, ...)
       [space]  a list of values per field, e.g. lr = [0.03, 0.1],
-               "optimizer.momentum" = [0.0, 0.9], or for random search
+               optimizer.momentum = [0.5, 0.9], or for random search
                a range: lr = {log_uniform = [0.001, 0.3]}
     Fields are those of a recipe: layers, loss, optimizer, lr, schedule, init, epochs,
     batch_size, normalize, dev_fraction, shuffle, seed, regularizers.
@@ -191,10 +191,6 @@ def sweep(
             f"interrupted; finished trials are in {out_dir / 'trials.jsonl'}: "
             "run the same command to resume"
         ) from None
-    except OSError as exc:
-        if scheduler and not isinstance(exc, FileNotFoundError | PermissionError):
-            raise Failure(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-        raise
     click.echo(f"sweep time: {time.perf_counter() - started:.1f} s")
     if result.stopped:
         click.echo(f"stopped: {result.stopped}; run the same command to go on")
@@ -203,7 +199,8 @@ def sweep(
     if plot:
         from deepnet.plotting import sweep_picture
 
-        click.echo(f"picture: {sweep_picture(result.results, list(space.params), plot)}")
+        picture = sweep_picture(result.results, list(space.params), plot, space.metric)
+        click.echo(f"picture: {picture}")
     if result.best is None:
         raise Failure("no trial finished successfully; see the errors above")
     best = result.best

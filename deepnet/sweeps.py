@@ -576,7 +576,13 @@ def _open_client(client: Any, scheduler: str | None, workers: int | None) -> tup
     if client is not None:
         return client, []
     if scheduler:
-        client = distributed.Client(scheduler, timeout="10s")
+        try:
+            client = distributed.Client(scheduler)  # waits distributed.comm.timeouts.connect
+        except OSError as exc:
+            raise DeepnetError(
+                f"cannot reach the Dask scheduler at {scheduler}: {exc}; is `dask scheduler` "
+                "running there, and are its workers started?"
+            ) from None
         return client, [client]
     cluster = distributed.LocalCluster(
         n_workers=workers or os.cpu_count() or 1,

@@ -355,3 +355,15 @@ def test_command_mistakes_exit_2_on_one_line(args, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path):
+    import dask
+
+    args = ["sweep", "--param", "lr=0.1", "--scheduler", "tcp://127.0.0.1:1", "--out", tmp_path]
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):  # nothing on port 1
+        result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1].startswith(
+        "Error: cannot reach the Dask scheduler at tcp://127.0.0.1:1: Timed out"
+    )
