@@ -41,27 +41,31 @@ class Table:
 
     def __init__(self, metric: str) -> None:
         self.metric = metric
-        self.count = 0
-        self.total = 0
+        self.count = self.total = 0
+        self.title = metric.replace("_accuracy", " acc").replace("_", " ")
+        self.width = max(7, len(self.title))
 
     def start(self, trials: list[Trial], done: int) -> None:
-        self.total = len(trials)
-        self.count = done
+        self.total, self.count = len(trials), done
         click.echo(
             f"{len(trials)} trials, {done} already finished (skipped), {len(trials) - done} to run"
         )
-        click.echo(f"{'done':>7}  {'#':>3}  {'trial':<12}  {'dev acc':>7}  {'time':>6}  config")
+        click.echo(
+            f"{'done':>7}  {'#':>3}  {'trial':<12}  {self.title:>{self.width}}  {'time':>6}  config"
+        )
 
     def row(self, record: dict[str, Any]) -> None:
         self.count += 1
-        score = (
-            percent(record.get("dev_accuracy")) if record["status"] == "ok" else record["status"]
-        )
+        value = record.get(self.metric)
+        if record["status"] != "ok":
+            score = record["status"]
+        else:
+            score = percent(value) if self.metric.endswith("accuracy") else f"{value:.4f}"
         wall = record.get("wall_seconds")
         took = f"{wall:.1f}s" if wall is not None else "-"
         line = (
             f"{self.count:>3}/{self.total:<3}  {record['index']:>3}  {record['trial']:<12}  "
-            f"{score:>7}  {took:>6}  {describe_params(record['params']) or '(base)'}"
+            f"{score:>{self.width}}  {took:>6}  {describe_params(record['params']) or '(base)'}"
         )
         if record.get("error"):
             line += f"  [{record['error'].splitlines()[0][:100]}]"

@@ -210,7 +210,7 @@ def _dimension(name: str, value: Any, where: str) -> list[Any] | Distribution:
     return values
 
 
-def make_space(spec: Mapping[str, Any], source: str = "space", base: Recipe | None = None) -> Space:
+def make_space(spec: Mapping[str, Any], source: str = "space") -> Space:
     """A :class:`Space` from a parsed TOML document: ``[sweep]``, ``[base]``, ``[space]``."""
     unknown = set(spec) - {"sweep", "base", "space"}
     if unknown:
@@ -225,7 +225,7 @@ def make_space(spec: Mapping[str, Any], source: str = "space", base: Recipe | No
                 f"{source}: [sweep] unknown option {key!r}.{_close(key, known)} "
                 f"Options: {', '.join(known)}"
             )
-    recipe = base or get_recipe(options.get("preset", "default"))
+    recipe = get_recipe(options.get("preset", "default"))
     # In [base] a table for optimizer or schedule is a config to merge, so it stays whole.
     recipe = apply_params(recipe, spec.get("base", {}), f"{source}: [base]")
     where = f"{source}: [space]"
@@ -248,7 +248,7 @@ def make_space(spec: Mapping[str, Any], source: str = "space", base: Recipe | No
 
 
 def check_space(space: Space) -> None:
-    """One-line errors for options out of range; trials themselves are checked by ``trials``."""
+    """One-line errors for options out of range; trials themselves by :func:`make_trials`."""
     where = space.source
     if space.search not in SEARCHES:
         raise DeepnetError(
