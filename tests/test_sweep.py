@@ -6,6 +6,7 @@ import json
 import os
 import signal
 
+import distributed  # the sweep extra, which make test installs: not skipped if missing
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -26,8 +27,6 @@ from deepnet.sweeps import (
     read_log,
     trial_id,
 )
-
-distributed = pytest.importorskip("distributed")
 
 LIMIT = 1500  # training and test images: enough to learn something in one epoch
 
