@@ -99,6 +99,7 @@ def sweep_picture(
             labels = sorted({_label(v) for v in values})
             xs = np.asarray([labels.index(_label(v)) for v in values], dtype=float)
             ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=7)
+            ax.set_xlim(-0.5, len(labels) - 0.5)  # categories off the frame's edges
         ax.scatter(xs, scores, alpha=0.7)
         if best is not None:
             ax.scatter([xs[best]], [scores[best]], marker="*", s=150, color="red", label="best")
