@@ -37,7 +37,7 @@ from deepnet.core.errors import (
 )
 from deepnet.core.model import FLOAT_DTYPES, Model
 from deepnet.core.registry import REQUIRED, Entry, Registry
-from deepnet.recipes import RECIPES, Recipe, parse_layers, run_recipe
+from deepnet.recipes import RECIPES, Recipe, parse_layers, run_recipe, validate_recipe
 
 DATASETS = ("mnist",)
 
@@ -181,6 +181,15 @@ def limited(data: Dataset, limit: int | None) -> Dataset:
         x_test=data.x_test[:limit],
         y_test=data.y_test[:limit],
     )
+
+
+dtype_option = click.option(
+    "--dtype",
+    type=click.Choice(FLOAT_DTYPES),
+    default="float32",
+    show_default=True,
+    help="Floating type of weights and data.",
+)
 
 
 def data_options(f: Any) -> Any:
@@ -469,15 +478,6 @@ def build_recipe(preset: str, **opts: Any) -> Recipe:
     return attrs.evolve(recipe, **fields)
 
 
-def validate_recipe(reg: Registry, recipe: Recipe, dtype: str) -> Model:
-    """Create every component now, so a typo fails before minutes of data loading."""
-    model = recipe.model(dtype)
-    reg.create("optimizer", recipe.optimizer)
-    reg.create("schedule", recipe.schedule)
-    reg.lookup("initializer", recipe.init)
-    return model
-
-
 class Progress(Callback):
     """A progress bar per epoch on a terminal (batches, running loss, ETA); a line per epoch."""
 
@@ -572,13 +572,7 @@ def _describe(recipe: Recipe, n_features: int) -> str:
     help="Share of the training set held out as dev set.",
 )
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle every epoch (default: yes).")
-@click.option(
-    "--dtype",
-    type=click.Choice(FLOAT_DTYPES),
-    default="float32",
-    show_default=True,
-    help="Floating type of weights and data.",
-)
+@dtype_option
 @data_options
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Input normalization.")
 @click.option("--out", metavar="MODEL", help="Save the trained model here (.npz).")
@@ -978,4 +972,12 @@ def info(model_path: str, as_json: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m deepnet.cli`: hand over to the imported module, which has every command.
+    from deepnet.cli import main as _main
+
+    _main()
+else:
+    # Attached at the end, because the sweep command reuses this module's helpers.
+    from deepnet.sweep_cli import sweep as _sweep
+
+    main.add_command(_sweep)

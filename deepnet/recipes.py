@@ -16,6 +16,7 @@ import attrs
 from deepnet.core.data import train_dev_split
 from deepnet.core.errors import DeepnetError
 from deepnet.core.model import Model
+from deepnet.core.registry import Registry
 
 
 @attrs.frozen
@@ -121,6 +122,15 @@ def get_recipe(name: str) -> Recipe:
         raise DeepnetError(f"unknown preset {name!r}; available: {', '.join(RECIPES)}") from None
 
 
+def validate_recipe(reg: Registry, recipe: Recipe, dtype: str) -> Model:
+    """Create every component now, so a typo fails before minutes of data loading."""
+    model = recipe.model(dtype)
+    reg.create("optimizer", recipe.optimizer)
+    reg.create("schedule", recipe.schedule)
+    reg.lookup("initializer", recipe.init)
+    return model
+
+
 def run_recipe(
     recipe: Recipe,
     data: Any = None,
@@ -139,11 +149,27 @@ def run_recipe(
         from deepnet.datasets import load_mnist
 
         data = load_mnist(normalize=recipe.normalize, dtype=dtype)
+    model, summary = train_recipe(recipe, data.x_train, data.y_train, dtype, callbacks)
+    summary["test_accuracy"] = model.evaluate(data.x_test, data.y_test)["accuracy"]
+    model.meta["metrics"] = summary
+    return model, summary
+
+
+def train_recipe(
+    recipe: Recipe,
+    x: Any,
+    y: Any,
+    dtype: str = "float32",
+    callbacks: Sequence[Any] = (),
+) -> tuple[Model, dict[str, float]]:
+    """Train ``recipe`` on normalized inputs ``x`` (N, ...) and labels ``y`` (N,), no test set.
+
+    Holds out ``recipe.dev_fraction`` as the dev set. Returns the model and a summary with
+    ``train_accuracy``, ``dev_accuracy``, ``dev_loss``, ``seconds`` (training only), ``epochs``.
+    """
     model = recipe.model(dtype)
     # Split here rather than in fit so that train accuracy is measured without the dev part.
-    x_train, y_train, x_dev, y_dev = train_dev_split(
-        data.x_train, data.y_train, recipe.dev_fraction, recipe.seed
-    )
+    x_train, y_train, x_dev, y_dev = train_dev_split(x, y, recipe.dev_fraction, recipe.seed)
     start = time.perf_counter()
     history = model.fit(
         x_train,
@@ -159,10 +185,11 @@ def run_recipe(
         callbacks=callbacks,
     )
     seconds = time.perf_counter() - start
+    last = history.epochs[-1]
     summary = {
         "train_accuracy": model.evaluate(x_train, y_train)["accuracy"],
-        "dev_accuracy": history["dev_accuracy"][-1] if history["dev_accuracy"] else float("nan"),
-        "test_accuracy": model.evaluate(data.x_test, data.y_test)["accuracy"],
+        "dev_accuracy": last.get("dev_accuracy", float("nan")),
+        "dev_loss": last.get("dev_loss", float("nan")),
         "seconds": seconds,
         "epochs": len(history.epochs),
     }
