@@ -246,7 +246,7 @@ def test_plugins_json():
     infos = json.loads(run("plugins", "--json").stdout)
     layers = next(p for p in infos if p["name"] == "deepnet.layers")
     assert layers["status"] == "loaded" and layers["distribution"] == "deepnet"
-    assert layers["hooks"] == ["deepnet_register_layers"] and layers["components"] == 2
+    assert layers["hooks"] == ["deepnet_register_layers"] and layers["components"] == 3
 
 
 def test_disable_plugin_option():
