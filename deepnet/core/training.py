@@ -79,7 +79,9 @@ def fit(
     batches (in training mode); dev metrics are computed in evaluation mode after each epoch.
 
     A non-finite loss raises :class:`DivergenceError` with the weights of the last complete
-    epoch restored. The same seed gives bit-identical results.
+    epoch restored. The same seed gives bit-identical results. Integer ``x`` (uint8 pixels) is
+    cast batch by batch, never copied whole; when fit builds the model it first adapts its
+    leading data-dependent layers (``normalize``) to the training part (dev set excluded).
     """
     registry = get_registry()
     if not (isinstance(epochs, int) and epochs >= 1):
