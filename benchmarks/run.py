@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,13 +28,22 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 
-# BLAS reads its thread count at import: set it before numpy is imported by anything else.
+def _set_blas_threads(argv: list[str]) -> None:
+    """BLAS reads its thread count when numpy is imported: set it from --threads before."""
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("--threads=")]
+    given += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--threads"]
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if given:
+            os.environ[var] = given[-1]
+        else:
+            os.environ.setdefault(var, "2")
+
+
 if __name__ == "__main__":
-    _threads = next((a.split("=")[1] for a in sys.argv if a.startswith("--threads=")), "2")
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_var, _threads)
+    _set_blas_threads(sys.argv[1:])
+
+import numpy as np  # noqa: E402  (after the thread count is set)
 
 
 @dataclass(frozen=True)
@@ -450,7 +458,10 @@ def memory_probe(name: str, limit: int | None) -> None:
     else:
         x = normalized(data.x_train, cfg, data.x_train)
         IMPLEMENTATIONS[name](cfg, x, data.y_train, 0).epoch(epoch_orders(0, len(x), 1)[0])
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM, not getrusage: ru_maxrss carries the parent's peak over fork and exec.
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM:"))
+    print(int(hwm.split()[1]) / 1024)
 
 
 def load(limit: int | None):
