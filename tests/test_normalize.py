@@ -92,13 +92,13 @@ def test_integer_input_stays_integer_and_floats_are_still_checked(pixels):
     assert plain.predict_proba(x_train[:5]).dtype == np.float32
 
 
-def test_fit_and_predict_make_no_float_copy_of_the_pixels(pixels):
+def test_fit_with_a_dev_split_and_predict_make_no_float_copy_of_the_pixels(pixels):
     x_train, y_train, *_ = pixels
     x = np.repeat(x_train, 3, axis=0)  # 9,000 images: 7 MB as uint8, 28 MB as float32
     model = Model([Normalize("standardize"), Dense(16, "relu"), Dense(10, "softmax")])
     tracemalloc.start()
     try:
-        model.fit(x, np.repeat(y_train, 3), epochs=1, batch_size=128, seed=0)
+        model.fit(x, np.repeat(y_train, 3), epochs=1, batch_size=128, dev_fraction=0.1, seed=0)
         model.predict(x)
         _, peak = tracemalloc.get_traced_memory()
     finally:
