@@ -262,6 +262,9 @@ def normalizer(model: Model, method: str) -> Any:
     """A function from raw pixel rows (0..255) to inputs normalized as in training."""
     from deepnet.core.data import normalize_pixels, pixel_stats
 
+    if model.layers[0].accepts_integers:  # a normalize layer: the model takes raw pixels
+        return lambda x: x
+
     stats = pixel_stats(raw_training_images(model)) if method == "standardize" else None
     return lambda x: normalize_pixels(x, method, stats, dtype=model.dtype)
 
@@ -599,7 +602,8 @@ def train(
     validate_recipe(reg, recipe, dtype)
     if plot:
         require("matplotlib")  # before training, not after
-    data, source = load_data(dataset, data_dir, recipe.normalize, dtype)
+    # Raw uint8 pixels: the model normalizes them in its first layer (run_recipe).
+    data, source = load_data(dataset, data_dir, "none", "uint8")
     data = limited(data, limit)
     # Labels are class indices; a small --limit may not show every class, which is fine.
     n_classes = int(max(data.y_train.max(), data.y_test.max())) + 1

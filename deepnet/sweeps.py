@@ -34,8 +34,6 @@ from deepnet.core.data import (
     _find,
     _read_images,
     _read_labels,
-    normalize_pixels,
-    pixel_stats,
 )
 from deepnet.core.errors import DeepnetError, DivergenceError
 from deepnet.core.model import Model
@@ -159,15 +157,10 @@ def as_data(data: Any) -> IdxData | ArrayData:
     )
 
 
-def prepare(
-    x: np.ndarray, raw: bool, normalize: str, dtype: str, stats_of: np.ndarray
-) -> np.ndarray:
-    """Inputs for a model: raw pixels normalized as the recipe says (statistics of
-    ``stats_of``, the training images), or already normalized arrays cast to ``dtype``."""
-    if not raw:
-        return np.asarray(x, dtype=dtype)
-    stats = pixel_stats(stats_of) if normalize == "standardize" else None
-    return normalize_pixels(x, normalize, stats, dtype)
+def prepare(x: np.ndarray, raw: bool, dtype: str) -> np.ndarray:
+    """Inputs for a model: raw pixels stay uint8 (a recipe's model normalizes them in its own
+    first layer, with statistics of its training part), normalized arrays are cast to ``dtype``."""
+    return x if raw else np.asarray(x, dtype=dtype)
 
 
 # -- one trial, on a worker ------------------------------------------------------------------
@@ -202,7 +195,7 @@ def _train(
     trial: Trial, x: np.ndarray, y: np.ndarray, raw: bool, dtype: str
 ) -> tuple[Model, dict[str, Any]]:
     recipe = trial.recipe
-    model, summary = train_recipe(recipe, prepare(x, raw, recipe.normalize, dtype, x), y, dtype)
+    model, summary = train_recipe(recipe, prepare(x, raw, dtype), y, dtype)
     model.meta["sweep"] = {"trial": trial.id, "params": trial.params}
     return model, summary
 
@@ -481,7 +474,7 @@ def _test_once(
             return saved, tested["test_accuracy"]
     model = _best_model(trial, best_bytes, candidate, source, x_train, y_train, dtype)
     x_test, y_test = source.test()  # the only read of the test set
-    x_test = prepare(x_test, source.raw, trial.recipe.normalize, dtype, x_train)
+    x_test = prepare(x_test, source.raw, dtype)
     test_accuracy = model.evaluate(x_test, y_test)["accuracy"]
     model.meta["sweep"] = {
         "trial": trial.id,
