@@ -11,6 +11,7 @@ from deepnet.core.errors import DeepnetError
 EXTRAS = {
     "PIL": ("image", "Pillow", "reading images"),
     "matplotlib": ("plot", "matplotlib", "drawing pictures"),
+    "scipy": ("image", "scipy", "reading postal codes"),
 }
 
 
