@@ -39,7 +39,7 @@ SPECK_AREA = 0.08
 #: A piece at least this many digit heights wide may be several touching digits.
 WIDE = 0.95
 #: A piece at least this many digit heights wide is several digits, valley clear or not.
-VERY_WIDE = 1.3
+VERY_WIDE = 1.8
 #: A column profile valley is clear when its ink is at most this share of the profile's mean.
 CLEAR_VALLEY = 0.35
 #: Default confidence under which a digit (and its code) is sent to a human.
@@ -223,12 +223,17 @@ def valley(piece: Piece, parts: int = 2, clear: bool = True) -> int | None:
     """The column where ``piece`` splits into a left digit and the rest, or None.
 
     The cut is searched around ``width / parts`` (where one of ``parts`` equal digits would
-    end); with ``clear``, only a column whose ink is at most :data:`CLEAR_VALLEY` times the
-    profile's mean counts.
+    end), in the column profile (ink per column). Where two digits touch, the column crosses
+    ink once; a column crossing it twice or more is inside a digit (the hole of a 0), so it
+    costs more. With ``clear``, only a column crossing ink once, with at most
+    :data:`CLEAR_VALLEY` times the profile's mean, counts.
     """
-    profile = piece.mask.sum(axis=0).astype(np.float32)
+    m = piece.mask
+    profile = m.sum(axis=0).astype(np.float32)
+    crossings = m[0].astype(np.int32) + (m[1:] & ~m[:-1]).sum(axis=0)
     if len(profile) >= 5:  # a one-pixel gap in a stroke is not a valley
         profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
+        crossings = np.maximum.reduce([np.roll(crossings, k) for k in (-1, 0, 1)])
     w = piece.width
     # Each part at least a third of an equal share wide.
     lo, hi = max(round(w / parts / 3), 2), min(round(w - w / parts / 3), w - 2)
@@ -236,12 +241,12 @@ def valley(piece: Piece, parts: int = 2, clear: bool = True) -> int | None:
         hi = min(hi, round(w / parts * 1.6))
     if hi <= lo:
         return None
-    window = profile[lo:hi]
+    mean = float(profile.mean())
+    cost = profile[lo:hi] + mean * (crossings[lo:hi] > 1)
     # Among near-equal valleys, the one nearest the expected cut.
-    expected = w / parts - lo
-    cost = window + 0.01 * profile.mean() * np.abs(np.arange(len(window)) - expected)
+    cost += 0.01 * mean * np.abs(np.arange(hi - lo) - (w / parts - lo))
     cut = lo + int(np.argmin(cost))
-    if clear and profile[cut] > CLEAR_VALLEY * profile.mean():
+    if clear and (profile[cut] > CLEAR_VALLEY * mean or crossings[cut] > 1):
         return None
     return cut
 
