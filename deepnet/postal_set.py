@@ -22,7 +22,7 @@ import numpy as np
 
 from deepnet._extras import require
 from deepnet.core.errors import DataFormatError
-from deepnet.postal import CodeReader
+from deepnet.postal import CodeReader, turn, turn_boxes
 
 CSV_NAME = "codes.csv"
 #: Rejection rates (share of codes sent to a human) at which evaluate_set reports accuracy.
@@ -79,7 +79,7 @@ def compose_strip(
         render_digit(
             im,
             max(8, round(height * rng.uniform(0.9, 1.1))),
-            angle=float(rng.uniform(-8, 8)),
+            angle=float(rng.uniform(-3, 3)),  # each digit wobbles a little
             thickness=thickness,
         )
         for im in images
@@ -103,6 +103,8 @@ def compose_strip(
         boxes.append((top + rows[0], x + cols[0], top + rows[-1] + 1, x + cols[-1] + 1))
         x += w
     ink = ink[:, : x + margin]
+    # The whole line tilted, as an envelope fed in at a slight angle.
+    ink, boxes = _rotated(ink, boxes, float(rng.uniform(-6, 6)))
     if rng.random() < 0.5:  # a soft scan
         ink = ndimage.gaussian_filter(ink, rng.uniform(0.3, 0.9))
     paper, pen = rng.uniform(170, 250), rng.uniform(0, 90)
@@ -118,6 +120,13 @@ def compose_strip(
         picture = 255.0 - picture
     boxes = [tuple(int(v) for v in b) for b in boxes]
     return np.clip(np.rint(picture), 0, 255).astype(np.uint8), boxes
+
+
+def _rotated(
+    ink: np.ndarray, boxes: list[tuple[int, int, int, int]], angle: float
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    turned = turn(ink, angle)
+    return turned, turn_boxes(boxes, angle, ink.shape, turned.shape)
 
 
 def synthesize(directory: str | Path, count: int, *, length: int = 5, seed: int = 0) -> Path:
