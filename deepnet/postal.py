@@ -44,6 +44,10 @@ VERY_WIDE = 1.8
 CLEAR_VALLEY = 0.35
 #: This share (percent) of a digit's ink pixels is darker than its stretched stroke level.
 STROKE_PERCENTILE = 75.0
+#: With the expected count found, a piece this many digit heights wide is regrouped if the
+#: classifier's log probabilities of the new digits sum to REGROUP_MARGIN more.
+REGROUP_WIDTH = 1.25
+REGROUP_MARGIN = 1.0
 #: A line of digits tilted by less than this (degrees) is read as it is.
 MIN_TILT = 1.0
 #: Default confidence under which a digit (and its code) is sent to a human.
@@ -332,10 +336,20 @@ def _segment(
         tilt = 0.0
     reach = max(2.0, 0.15 * height)
     if expect_digits:
-        if scorer is not None and len(pieces) < expect_digits:
-            atoms = force_count(over_cut(pieces, height), expect_digits, merge=False)
+        very_wide = any(p.width > REGROUP_WIDTH * height for p in pieces)
+        if scorer is not None and (len(pieces) != expect_digits or very_wide):
+            atoms = pieces if len(pieces) > expect_digits else over_cut(pieces, height)
+            atoms = force_count(atoms, expect_digits, merge=False)
             atoms = claim_ink(atoms, loose, reach)
-            return ink, best_grouping(ink, atoms, expect_digits, scorer, height), tilt
+            grouped, score = best_grouping(ink, atoms, expect_digits, scorer, height)
+            if len(pieces) != expect_digits:
+                return ink, grouped, tilt
+            # The right count already, with a piece as wide as two digits (and so, likely, a
+            # digit broken in two elsewhere): regroup only if the classifier is much surer.
+            pieces = sorted(claim_ink(pieces, loose, reach), key=lambda p: p.left)
+            proba = scorer(np.stack([piece_digit(ink, p) for p in pieces]))
+            kept = sum(_digit_score(q, p, height) for q, p in zip(proba, pieces, strict=True))
+            return ink, (grouped if score > kept + REGROUP_MARGIN else pieces), tilt
         pieces = force_count(pieces, expect_digits)
     pieces = claim_ink(pieces, loose, reach=reach)
     return ink, sorted(pieces, key=lambda p: p.left), tilt
@@ -421,12 +435,12 @@ def over_cut(pieces: list[Piece], height: float) -> list[Piece]:
 
 def best_grouping(
     ink: np.ndarray, atoms: list[Piece], n: int, scorer: Scorer, height: float, most: int = 3
-) -> list[Piece]:
+) -> tuple[list[Piece], float]:
     """``n`` digits from consecutive ``atoms`` (left to right), up to ``most`` per digit.
 
     Dynamic programming over the groupings: a grouping scores the sum of its digits' log
     probabilities (the classifier's best class), less a penalty for digits wider than
-    :data:`WIDE` heights, which are more likely two digits.
+    :data:`WIDE` heights, which are more likely two digits. Returns the digits and the score.
     """
     atoms = sorted(atoms, key=lambda p: p.left)
     spans = [(i, j) for i in range(len(atoms)) for j in range(i + 1, min(i + most, len(atoms)) + 1)]
@@ -439,8 +453,7 @@ def best_grouping(
     proba = scorer(np.stack([piece_digit(ink, groups[s]) for s in spans]))
     score = {}
     for s, p in zip(spans, proba, strict=True):
-        excess = max(0.0, groups[s].width / height - WIDE)
-        score[s] = float(np.log(max(float(p.max()), 1e-12))) - 4.0 * excess
+        score[s] = _digit_score(p, groups[s], height)
     # best[k][j]: the best score of k digits from the first j atoms, and where the last starts.
     best = [[(-np.inf, -1)] * (len(atoms) + 1) for _ in range(n + 1)]
     best[0][0] = (0.0, -1)
@@ -451,13 +464,19 @@ def best_grouping(
                 if prev > -np.inf and prev + score[i, j] > best[k][j][0]:
                     best[k][j] = (prev + score[i, j], i)
     if best[n][len(atoms)][0] == -np.inf:  # too many atoms to group: keep the count forced
-        return force_count(atoms, n)
+        return force_count(atoms, n), -np.inf
     out, j = [], len(atoms)
     for k in range(n, 0, -1):
         i = best[k][j][1]
         out.append(groups[i, j])
         j = i
-    return out[::-1]
+    return out[::-1], best[n][len(atoms)][0]
+
+
+def _digit_score(proba: np.ndarray, piece: Piece, height: float) -> float:
+    """The log probability of the best class, less a penalty for being wider than a digit."""
+    excess = max(0.0, piece.width / height - WIDE)
+    return float(np.log(max(float(proba.max()), 1e-12))) - 4.0 * excess
 
 
 def claim_ink(pieces: list[Piece], loose: np.ndarray, reach: float) -> list[Piece]:
