@@ -128,6 +128,13 @@ def synth(out_dir: str, count: int, length: int, seed: int) -> None:
     metavar="N",
     help="Also list the first N codes read wrong.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Cut pictures into digits in this many processes.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def evaluate(
     model_path: str,
@@ -136,6 +143,7 @@ def evaluate(
     expect_digits: int,
     limit: int | None,
     show_errors: int,
+    jobs: int,
     as_json: bool,
 ) -> None:
     """Read every code of SET_DIR (from `deepnet postal synth`) and score the reads.
@@ -149,7 +157,7 @@ def evaluate(
 
     model = load_model(model_path)
     reader = reader_for(model, min_confidence, expect_digits or None, None)
-    result = evaluate_set(reader, set_dir, limit=limit)
+    result = evaluate_set(reader, set_dir, limit=limit, jobs=jobs)
     if as_json:
         emit_json({"model": model_path, "set": set_dir, **result})
         return
@@ -162,7 +170,9 @@ def evaluate(
     )
     click.echo(
         f"throughput: {result['codes_per_second']:.0f} codes/s "
-        f"({result['codes']} codes in {result['seconds']:.1f} s, files read included)"
+        f"({result['codes']} codes in {result['seconds']:.1f} s with {jobs} process"
+        f"{'es' if jobs > 1 else ''}, files read included; "
+        f"{result['codes_per_cpu_second']:.0f} codes per CPU second)"
     )
     click.echo("")
     click.echo("rejected  below confidence  accuracy of accepted codes")

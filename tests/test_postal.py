@@ -190,6 +190,8 @@ def test_synth_and_eval_on_a_small_set(model, tmp_path):
     assert result["digit_accuracy"] >= 0.85 and result["code_accuracy"] >= 0.5
     rates = [row["rejection"] for row in result["rejection_table"]]
     assert rates[0] == 0.0 and result["rejection_table"][0]["accuracy"] == result["code_accuracy"]
+    two = json.loads(invoke("postal", "eval", path, tmp_path / "set", "--jobs", 2, "--json").output)
+    assert two["code_accuracy"] == result["code_accuracy"] and two["errors"] == result["errors"]
     text = invoke("postal", "eval", path, tmp_path / "set", "--limit", 5).output
     assert "codes read exactly" in text and "codes/s" in text
     assert "no such file" in invoke("postal", "eval", path, tmp_path, code=2).output
