@@ -37,6 +37,7 @@ from deepnet.core.errors import (
 )
 from deepnet.core.model import FLOAT_DTYPES, Model
 from deepnet.core.registry import REQUIRED, Entry, Registry
+from deepnet.postal_cli import min_confidence_option, postal
 from deepnet.recipes import RECIPES, Recipe, parse_layers, run_recipe
 
 DATASETS = ("mnist",)
@@ -768,13 +769,7 @@ def read_inputs(paths: Sequence[str], n_features: int) -> list[tuple[str, np.nda
     help="Show the TOP most likely digits.",
 )
 @click.option("--code", is_flag=True, help="Read each picture as a code of several digits.")
-@click.option(
-    "--min-confidence",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.9,
-    show_default=True,
-    help="With --code: a code with a digit less sure than this needs a human.",
-)
+@min_confidence_option
 @click.option(
     "--expect-digits",
     type=click.IntRange(min=1),
@@ -1010,8 +1005,6 @@ def info(model_path: str, as_json: bool) -> None:
             f", {metrics.get('seconds', float('nan')):.1f} s"
         )
 
-
-from deepnet.postal_cli import postal  # noqa: E402  (the postal commands need the group above)
 
 main.add_command(postal)
 

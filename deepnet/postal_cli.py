@@ -21,18 +21,8 @@ def min_confidence_option(f: Any) -> Any:
         type=click.FloatRange(0.0, 1.0),
         default=MIN_CONFIDENCE,
         show_default=True,
-        help="A code whose least confident digit is below this needs a human.",
+        help="Read as a code: one whose least confident digit is below this needs a human.",
     )(f)
-
-
-def reader_for(model: Any, min_confidence: float, expect_digits: int | None, normalize: Any):
-    from deepnet.cli import UserError
-
-    if tuple(model.input_shape) != (784,):
-        raise UserError("reading codes needs a model of 28x28 digits (784 inputs)")
-    return CodeReader(
-        model, min_confidence=min_confidence, expect_digits=expect_digits, normalize=normalize
-    )
 
 
 def predict_codes(
@@ -53,7 +43,9 @@ def predict_codes(
             raise UserError(f"{path}: no such file")
         if path.lower().endswith(".npy"):
             raise UserError(f"{path}: --code reads pictures (PNG, JPEG, ...), not .npy arrays")
-    reader = reader_for(model, min_confidence, expect_digits, normalize)
+    reader = CodeReader(
+        model, min_confidence=min_confidence, expect_digits=expect_digits, normalize=normalize
+    )
     records = []
     for path in inputs:
         segmented = reader.segment(path)
@@ -156,7 +148,7 @@ def evaluate(
     from deepnet.postal_set import evaluate_set
 
     model = load_model(model_path)
-    reader = reader_for(model, min_confidence, expect_digits or None, None)
+    reader = CodeReader(model, min_confidence=min_confidence, expect_digits=expect_digits or None)
     result = evaluate_set(reader, set_dir, limit=limit, jobs=jobs)
     if as_json:
         emit_json({"model": model_path, "set": set_dir, **result})
