@@ -119,11 +119,19 @@ def ink_map(gray: Any) -> np.ndarray:
     g = np.asarray(gray, dtype=np.float32)
     if g.ndim != 2 or g.size == 0:
         raise DeepnetError(f"expected a non-empty 2-D grayscale picture, got shape {g.shape}")
-    # Ink covers well under half of a code's picture, so the median is the paper.
-    paper = float(np.median(g))
-    if paper > 127.5:
-        g, paper = 255.0 - g, 255.0 - paper
-    ink = np.clip(g - paper, 0.0, None)
+    # Ink covers well under half of a code's picture, so the median is paper, and the ink is
+    # on the side of the median with the long tail (not simply "light paper": shading).
+    low, mid, high = np.percentile(g, [1, 50, 99])
+    if mid - low > high - mid:
+        g = 255.0 - g
+    # The paper's level, place by place (a photo is lit unevenly): an opening wider than any
+    # stroke removes the (now light) ink and keeps the paper's shading.
+    ndimage = require("scipy.ndimage")
+    size = max(9, min(g.shape) // 3)
+    paper = ndimage.uniform_filter(ndimage.grey_opening(g, size=(size, size)), size)
+    ink = g - paper
+    # The opening follows the paper's noise down to its minimum: centre it back.
+    ink = np.clip(ink - float(np.median(ink)), 0.0, None)
     # The 99.9th percentile, not the maximum: one hot pixel must not set the scale.
     peak = float(np.percentile(ink, 99.9)) if ink.size > 1000 else float(ink.max())
     if peak < MIN_CONTRAST:

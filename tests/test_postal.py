@@ -67,6 +67,16 @@ def test_polarity_does_not_change_the_cut(test_digits):
     np.testing.assert_allclose(a, b, atol=2.0)
 
 
+def test_unevenly_lit_paper_is_still_paper(test_digits):
+    picture, boxes = strip(test_digits, "75008", 2)
+    if np.median(picture) < 128:
+        picture = 255 - picture
+    # A photo lit from the right: the paper darkens to 45% of its brightness on the left.
+    shade = np.linspace(0.45, 1.0, picture.shape[1])[None, :]
+    _, found = segment_digits(picture * shade)
+    assert len(found) == 5 and all(inside(f, t) for f, t in zip(found, boxes, strict=True))
+
+
 def rings(gap: int, bridge: bool = True) -> np.ndarray:
     """Two drawn zeros ``gap`` px apart, dark on light, joined by a short stroke if ``bridge``."""
     im = Image.new("L", (140 + gap, 80), 235)
