@@ -22,6 +22,7 @@ diverts an envelope it cannot read.
 from __future__ import annotations
 
 import multiprocessing as mp
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -642,7 +643,12 @@ class CodeReader:
             global _FORKED
             _FORKED = self  # forked workers inherit it: nothing to pickle but the pictures
             try:
-                with mp.get_context("fork").Pool(jobs) as pool:
+                with warnings.catch_warnings():
+                    # Python 3.12+ warns on fork in a threaded process (OpenBLAS's threads); the
+                    # workers only run numpy, scipy and Pillow on their own pictures.
+                    warnings.filterwarnings("ignore", ".*fork.*", DeprecationWarning)
+                    pool = mp.get_context("fork").Pool(jobs)
+                with pool:
                     chunk = max(1, len(pictures) // (4 * jobs))
                     return self.classify(pool.map(_segment_forked, pictures, chunksize=chunk))
             finally:
