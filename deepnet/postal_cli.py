@@ -85,9 +85,13 @@ def postal() -> None:
 
 @postal.command()
 @click.argument("out_dir", metavar="OUT_DIR")
-@click.option("--count", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--length", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--count", type=click.IntRange(min=1), default=1000, show_default=True, help="Codes to write."
+)
+@click.option(
+    "--length", type=click.IntRange(min=1), default=5, show_default=True, help="Digits per code."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed, the same set.")
 def synth(out_dir: str, count: int, length: int, seed: int) -> None:
     """Write COUNT strips of LENGTH MNIST test digits as PNGs plus codes.csv in OUT_DIR.
 
