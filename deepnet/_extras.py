@@ -12,6 +12,7 @@ EXTRAS = {
     "PIL": ("image", "Pillow", "reading images"),
     "matplotlib": ("plot", "matplotlib", "drawing pictures"),
     "distributed": ("sweep", "dask[distributed]", "running sweeps"),
+    "scipy": ("image", "scipy", "reading postal codes"),
 }
 
 

@@ -37,6 +37,7 @@ from deepnet.core.errors import (
 )
 from deepnet.core.model import FLOAT_DTYPES, Model
 from deepnet.core.registry import REQUIRED, Entry, Registry
+from deepnet.postal_cli import min_confidence_option, postal
 from deepnet.recipes import RECIPES, Recipe, parse_layers, run_recipe, validate_recipe
 
 DATASETS = ("mnist",)
@@ -765,10 +766,29 @@ def read_inputs(paths: Sequence[str], n_features: int) -> list[tuple[str, np.nda
     show_default=True,
     help="Show the TOP most likely digits.",
 )
+@click.option("--code", is_flag=True, help="Read each picture as a code of several digits.")
+@min_confidence_option
+@click.option(
+    "--expect-digits",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --code: the code has N digits (guides segmentation).",
+)
+@click.option(
+    "--debug-dir", metavar="DIR", help="With --code: write the normalized digits as PNGs here."
+)
 @normalize_option
 @json_option
 def predict(
-    model_path: str, inputs: tuple[str, ...], top: int, normalize: str | None, as_json: bool
+    model_path: str,
+    inputs: tuple[str, ...],
+    top: int,
+    code: bool,
+    min_confidence: float,
+    expect_digits: int | None,
+    debug_dir: str | None,
+    normalize: str | None,
+    as_json: bool,
 ) -> None:
     """Predict the digit in pictures (PNG, JPEG, ...) or .npy arrays.
 
@@ -777,8 +797,17 @@ def predict(
     were (grayscale, inverted if the background is light, cropped to the ink, scaled into
     20x20, centred by mass in 28x28). Needs Pillow: pip install 'deepnet[image]'.
     Arrays: .npy of shape (28, 28) or (N, 784), pixels 0..255 (or 0..1 floats), MNIST-style.
+    Codes (--code): a picture of several digits in a row is cut into digits, each read as
+    above; prints the code, each digit's confidence, and whether a human must check it.
     """
     model = load_model(model_path)
+    if code:
+        from deepnet.postal_cli import predict_codes
+
+        opts = {"min_confidence": min_confidence, "expect_digits": expect_digits}
+        return predict_codes(
+            model, inputs, **opts, debug_dir=debug_dir, normalize=normalize, as_json=as_json
+        )
     if len(model.input_shape) != 1:
         raise UserError(f"{model_path}: predict supports models with flat inputs (N, features)")
     rows = read_inputs(inputs, model.input_shape[0])
@@ -974,6 +1003,8 @@ def info(model_path: str, as_json: bool) -> None:
             f", {metrics.get('seconds', float('nan')):.1f} s"
         )
 
+
+main.add_command(postal)
 
 if __name__ == "__main__":
     # Run as `python -m deepnet.cli`: hand over to the imported module, which has every command.
