@@ -37,21 +37,26 @@ def _zeros(params: list[Array], *names: str) -> list[State]:
 
 
 def _shared_zeros(params: list[Array], *names: str) -> list[State]:
-    """Like :func:`_zeros`, but each name's arrays are views into one flat array, which every
-    param's state also holds as ``"all_" + name``: the elementwise passes that involve neither
-    a param nor a gradient then run once over all parameters instead of once per array (fewer
-    numpy calls, the same arithmetic). The params must share one dtype (a model's)."""
+    """Like :func:`_zeros`, but each name's arrays are views into one flat array, their common
+    ``.base`` (see :func:`_flat`): the elementwise passes that involve neither a param nor a
+    gradient then run once over all parameters instead of once per array (fewer numpy calls,
+    the same arithmetic). The state dicts look as before (checkpoints save the same arrays).
+    The params must share one dtype (a model's)."""
     dtypes = {p.dtype for p in params}
     if len(dtypes) > 1:
         raise DeepnetError(f"parameters must share one dtype, got {sorted(map(str, dtypes))}")
     dtype = dtypes.pop() if dtypes else np.float32
     ends = np.cumsum([p.size for p in params]).tolist()
     flat = {name: np.zeros(ends[-1] if ends else 0, dtype) for name in (*names, "scratch")}
-    state = []
-    for p, start, end in zip(params, [0, *ends], ends, strict=False):
-        views = {name: a[start:end].reshape(p.shape) for name, a in flat.items()}
-        state.append({**views, **{f"all_{name}": a for name, a in flat.items()}})
-    return state
+    return [
+        {name: a[start:end].reshape(p.shape) for name, a in flat.items()}
+        for p, start, end in zip(params, [0, *ends], ends, strict=False)
+    ]
+
+
+def _flat(state: list[State], name: str) -> Array:
+    """The flat array behind every param's ``state[i][name]`` made by :func:`_shared_zeros`."""
+    return state[0][name].base
 
 
 def _scaled_step(p: Array, numerator: Array, square_sum: Array, eps: float, lr: float, buf: Array):
@@ -136,9 +141,9 @@ class Adagrad(Optimizer):
 @attrs.define
 class Adam(Optimizer):
     """Adam with bias correction: m, v = moving averages of g and g² (beta1, beta2);
-    p -= lr·m̂ / (√v̂ + eps). m, v and the scratch buffer are views into one flat array each
-    (see :func:`_shared_zeros`); the step count t is a 0-d int64 array shared by every
-    param's state."""
+    p -= lr·m̂ / (√v̂ + eps). Each param's m, v and scratch buffer are views into one flat
+    array each (see :func:`_shared_zeros`); the step count t is a 0-d int64 array shared by
+    every param's state."""
 
     lr: float = _rate(0.001)
     beta1: float = _decay(0.9)
@@ -156,7 +161,8 @@ class Adam(Optimizer):
         if not params:
             return
         lr, b1, b2 = float(lr), self.beta1, self.beta2
-        m, v, buf, t = (state[0][k] for k in ("all_m", "all_v", "all_scratch", "t"))
+        m, v, buf = (_flat(state, k) for k in ("m", "v", "scratch"))
+        t = state[0]["t"]
         t += 1
         # Twelve passes, as m, v = moving averages of g and g², then the scaled step; only
         # the three that read a gradient or write a param go array by array.

@@ -157,6 +157,7 @@ def test_adam_over_several_arrays_equals_adam_on_each_alone(registry, name):
             single.step([alone], [gs[i]], s, 0.01)
         np.testing.assert_array_equal(together[i], alone)
     assert int(state[0]["t"]) == 4 and state[0]["m"].base is state[3]["m"].base
+    assert all(set(s) == {"m", "v", "scratch", "t"} for s in state)  # what checkpoints save
 
 
 def test_adam_refuses_params_of_mixed_dtypes(registry):
