@@ -26,6 +26,7 @@ import numpy as np
 from deepnet import __version__
 from deepnet._extras import MissingExtraError, require
 from deepnet.core import plugins
+from deepnet.core.checkpoint import open_checkpoint
 from deepnet.core.components import KINDS, Callback
 from deepnet.core.data import NORMALIZATIONS, Dataset, load_idx_dir
 from deepnet.core.errors import (
@@ -584,6 +585,8 @@ def _describe(recipe: Recipe, n_features: int) -> str:
 @click.option("--out", metavar="MODEL", help="Save the trained model here (.npz).")
 @click.option("--plot", metavar="FILE.png", help="Draw the learning curves (needs deepnet[plot]).")
 @click.option("--history", metavar="FILE", help="Write per-epoch metrics (.json, or .csv).")
+@click.option("--checkpoint", metavar="FILE", help="Save the training state here every epoch.")
+@click.option("--resume", is_flag=True, help="Continue from --checkpoint (same options).")
 def train(
     preset: str,
     dtype: str,
@@ -593,6 +596,8 @@ def train(
     out: str | None,
     plot: str | None,
     history: str | None,
+    checkpoint: str | None,
+    resume: bool,
     **opts: Any,
 ) -> None:
     """Train a model on MNIST (or any IDX directory) and report its accuracy.
@@ -603,6 +608,9 @@ def train(
     reg = registry()
     recipe = build_recipe(preset, **opts)
     validate_recipe(reg, recipe, dtype)
+    # Fail before data loading (fit checks again): no checkpoint to resume, or one in the way.
+    if resumed := open_checkpoint(checkpoint, resume):
+        click.echo(f"resuming from {checkpoint}: {resumed.epoch} of {recipe.epochs} epochs done")
     if plot:
         require("matplotlib")  # before training, not after
     data, source = load_data(dataset, data_dir, recipe.normalize, dtype)
@@ -623,7 +631,9 @@ def train(
     )
     isatty = getattr(sys.stdout, "isatty", None)
     progress = Progress(recipe.epochs, bar=bool(isatty and isatty()))
-    model, summary = run_recipe(recipe, data, dtype=dtype, callbacks=[progress])
+    model, summary = run_recipe(
+        recipe, data, dtype=dtype, callbacks=[progress], checkpoint=checkpoint, resume=resume
+    )
     model.meta["data"] = {**source, "normalize": recipe.normalize, "limit": limit}
     if out:
         click.echo(f"saved model: {model.save(out)}")

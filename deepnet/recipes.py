@@ -127,12 +127,15 @@ def run_recipe(
     *,
     dtype: str = "float32",
     callbacks: Sequence[Any] = (),
+    checkpoint: Any = None,
+    resume: bool = False,
     **overrides: Any,
 ) -> tuple[Model, dict[str, float]]:
     """Train ``recipe`` on ``data`` (default: the bundled MNIST normalized as the recipe says).
 
     ``overrides`` replace recipe fields (``epochs=2``). Returns the model and a summary with
     ``train_accuracy``, ``dev_accuracy``, ``test_accuracy`` and ``seconds`` (training only).
+    ``checkpoint`` and ``resume`` are passed to :meth:`Model.fit`.
     """
     recipe = attrs.evolve(recipe, **overrides)
     if data is None:
@@ -157,6 +160,8 @@ def run_recipe(
         shuffle=recipe.shuffle,
         seed=recipe.seed,
         callbacks=callbacks,
+        checkpoint=checkpoint,
+        resume=resume,
     )
     seconds = time.perf_counter() - start
     summary = {
