@@ -546,7 +546,7 @@ def _describe(recipe: Recipe, n_features: int) -> str:
 @click.option("--layers", metavar="SPEC", help="Dense layers, output included: 50:tanh,10:softmax")
 @click.option("--loss", metavar="NAME", help="Loss (see `deepnet list loss`).")
 @click.option("--optimizer", metavar="NAME", help="Optimizer, with its defaults.")
-@click.option("--lr", type=float, help="Base learning rate.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Base learning rate.")
 @click.option("--momentum", type=float, help="The optimizer's momentum.")
 @click.option(
     "--opt-param",
