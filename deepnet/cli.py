@@ -926,8 +926,9 @@ def model_info(path: str) -> dict[str, Any]:
     header, arrays = read_header(path)
     counts: dict[int, int] = {}
     for key, value in arrays.items():
-        _, index, group, *_ = key.split(".")
-        if group == "params":
+        # Layer arrays only (a checkpoint also holds optimizer.*); load checks the names.
+        _, index, group, *_ = [*key.split("."), "", "", ""]
+        if key.startswith("layers.") and index.isdigit() and group == "params":
             counts[int(index)] = counts.get(int(index), 0) + int(value.size)
     layers = [
         {**item, "params": counts.get(i, 0)} for i, item in enumerate(header.get("layers", []))
@@ -974,6 +975,9 @@ def info(model_path: str, as_json: bool) -> None:
             f"schedule {_config_text(training.get('schedule', {}))}, seed {training.get('seed')}, "
             f"shuffle {training.get('shuffle')}, {training.get('samples')} samples"
         )
+    if isinstance(ckpt := h.get("checkpoint"), dict):
+        epochs = (ckpt.get("settings") or {}).get("epochs")
+        click.echo(f"checkpoint: {ckpt.get('epoch')} of {epochs} epochs done (train --resume)")
     if meta.get("recipe"):
         click.echo(f"preset: {meta['recipe']}")
     if data := meta.get("data"):

@@ -217,6 +217,8 @@ def test_cli_train_resumes_to_the_same_model(tmp_path, monkeypatch):
         crashed = runner.invoke(main, [*args, "--checkpoint", ckpt])
     assert isinstance(crashed.exception, Interrupted)
     assert load_checkpoint(ckpt).epoch == 1
+    info = runner.invoke(main, ["info", ckpt])
+    assert "checkpoint: 1 of 3 epochs done" in info.stdout and "total 12,730 param" in info.stdout
 
     again = runner.invoke(main, [*args, "--checkpoint", ckpt])
     assert again.exit_code == 2 and "c.npz already exists; resume from it" in again.stderr
