@@ -146,7 +146,8 @@ def fit(
         "loss": registry.config_of(model.loss),
     }  # fmt: skip
     if checkpoint is not None:
-        settings = {**model.meta["training"], "data_crc32": fingerprint(x, y_all)}
+        dev_data = () if x_dev is None else (x_dev, y_dev)
+        settings = {**model.meta["training"], "data_crc32": fingerprint(x, y_all, *dev_data)}
     if resumed is not None:
         resumed.restore(model, settings, rng, state)
         history.epochs = list(resumed.history["epochs"])
