@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -127,7 +128,7 @@ def run_recipe(
     *,
     dtype: str = "float32",
     callbacks: Sequence[Any] = (),
-    checkpoint: Any = None,
+    checkpoint: str | Path | None = None,
     resume: bool = False,
     **overrides: Any,
 ) -> tuple[Model, dict[str, float]]:

@@ -111,6 +111,18 @@ def test_checkpoint_file_holds_the_training_state(blobs, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary file left
 
 
+def test_an_early_stopped_checkpoint_holds_the_restored_best_weights(blobs, tmp_path):
+    layers, options = CASES["sgd"]
+    # The loss falls, so "max" mode finds its best at epoch 1 and stops after epoch 2.
+    stop = {"name": "early_stopping", "monitor": "loss", "mode": "max", "patience": 1}
+    path = tmp_path / "c.npz"
+    model, history = fit(layers, *blobs, checkpoint=path, callbacks=[stop], **options)
+    assert history.stopped_early and len(history.epochs) == 2
+    assert same_weights(deepnet.load(path), model)
+    again, history = fit(layers, *blobs, checkpoint=path, resume=True, callbacks=[stop], **options)
+    assert same_weights(again, model) and history.stopped_early
+
+
 def test_an_existing_checkpoint_is_never_overwritten_without_resume(blobs, tmp_path):
     layers, options = CASES["sgd"]
     path = tmp_path / "c.npz"

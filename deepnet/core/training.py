@@ -148,6 +148,7 @@ def fit(
     if checkpoint is not None:
         dev_data = () if x_dev is None else (x_dev, y_dev)
         settings = {**model.meta["training"], "data_crc32": fingerprint(x, y_all, *dev_data)}
+        training_state = {"settings": settings, "rng": rng, "optimizer_state": state}
     if resumed is not None:
         resumed.restore(model, settings, rng, state)
         history.epochs = list(resumed.history["epochs"])
@@ -207,13 +208,14 @@ def fit(
         history.stopped_early = stop
         model.meta["history"] = history.to_dict()
         if checkpoint is not None:
-            save_checkpoint(
-                checkpoint, model, epoch=epoch + 1, settings=settings, rng=rng,
-                optimizer_state=state,
-            )  # fmt: skip
+            save_checkpoint(checkpoint, model, epoch=epoch + 1, **training_state)
         if stop:
             break
     for cb in cbs:
         cb.on_train_end(model)
     model.meta["history"] = history.to_dict()
+    if checkpoint is not None and len(history.epochs) > start_epoch:
+        # on_train_end may change the weights (early stopping restores the best ones): the
+        # finished checkpoint holds the model that fit returns.
+        save_checkpoint(checkpoint, model, epoch=len(history.epochs), **training_state)
     return history
