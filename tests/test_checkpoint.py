@@ -171,6 +171,23 @@ def test_resume_needs_a_checkpoint(blobs, tmp_path):
         model.fit(x, y, checkpoint=plain, resume=True)
 
 
+@pytest.mark.parametrize("value", [-1, 2**200, None])
+def test_a_damaged_random_state_is_refused_and_changes_nothing(blobs, tmp_path, value):
+    """Found by the fuzzer: an out-of-range state made numpy raise OverflowError."""
+    from deepnet.core.serialization import read_header, write_npz
+
+    layers, options = CASES["adam-dropout-batchnorm"]
+    path = tmp_path / "c.npz"
+    with pytest.raises(Interrupted):
+        fit(layers, *blobs, checkpoint=path, callbacks=[CrashAt(1, 0)], **options)
+    header, arrays = read_header(path)
+    header["checkpoint"]["layer_rngs"]["1"]["state"]["inc"] = value
+    saved = write_npz(path, header, arrays).read_bytes()
+    with pytest.raises(ModelFormatError, match=r"c\.npz: damaged checkpoint \(random state 1: "):
+        fit(layers, *blobs, checkpoint=path, resume=True, **options)
+    assert path.read_bytes() == saved
+
+
 class PoisonAt(Callback):
     """Makes the next batch's loss NaN, as a diverging run would."""
 

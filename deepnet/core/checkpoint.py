@@ -145,7 +145,7 @@ class Checkpoint:
             target = rng if name == "shuffling" else layer_rngs[name]
             try:
                 type(target.bit_generator)().state = state
-            except (TypeError, ValueError, KeyError) as exc:
+            except Exception as exc:  # numpy's checks raise several kinds (OverflowError too)
                 raise ModelFormatError(
                     f"{self.path}: damaged checkpoint (random state {name}: {exc})"
                 ) from None

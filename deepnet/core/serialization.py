@@ -277,7 +277,7 @@ def model_from_file(path: Path, header: dict[str, Any], arrays: dict[str, np.nda
         raise _missing(path, header, exc) from None
     except DeepnetError as exc:
         raise ModelFormatError(f"{path}: damaged model header: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as exc:
+    except Exception as exc:  # a component given values it cannot take; named with its type
         raise ModelFormatError(
             f"{path}: damaged model header ({type(exc).__name__}: {exc})"
         ) from None
