@@ -188,6 +188,31 @@ def test_a_damaged_random_state_is_refused_and_changes_nothing(blobs, tmp_path, 
     assert path.read_bytes() == saved
 
 
+def damage_optimizer_state(path, key: str, value: float) -> bytes:
+    from deepnet.core.serialization import read_header, write_npz
+
+    header, arrays = read_header(path)
+    arrays[key] = arrays[key].copy()
+    arrays[key].flat[0] = value
+    return write_npz(path, header, arrays).read_bytes()
+
+
+def test_damaged_optimizer_state_is_refused_or_reported_as_divergence(blobs, tmp_path):
+    """Found by the fuzzer: a negative second moment made Adam take the square root of it."""
+    layers, options = CASES["adam-dropout-batchnorm"]
+    path = tmp_path / "c.npz"
+    with pytest.raises(Interrupted):
+        fit(layers, *blobs, checkpoint=path, callbacks=[CrashAt(1, 0)], **options)
+    saved = damage_optimizer_state(path, "optimizer.0.v", np.nan)
+    with pytest.raises(ModelFormatError, match=r"optimizer\.0\.v has NaN or infinite values"):
+        fit(layers, *blobs, checkpoint=path, resume=True, **options)
+    saved = damage_optimizer_state(path, "optimizer.0.v", -1.0)
+    with pytest.raises(DivergenceError, match=r"at epoch 2, batch 2 .* \(or .*c\.npz, resumed "
+                       r"from, is damaged\)"):  # fmt: skip
+        fit(layers, *blobs, checkpoint=path, resume=True, **options)
+    assert path.read_bytes() == saved
+
+
 class PoisonAt(Callback):
     """Makes the next batch's loss NaN, as a diverging run would."""
 
@@ -222,6 +247,16 @@ def test_divergence_keeps_last_good_weights_history_and_checkpoint(blobs, tmp_pa
         np.array_equal(good[1][i][k], w[k]) for i, w in enumerate(model.get_weights()) for k in w
     )
     assert load_checkpoint(path).epoch == 2
+
+
+def test_non_finite_weights_after_an_epochs_last_step_are_divergence(blobs):
+    layers, options = CASES["sgd"]  # 240 training samples: batches 0..7
+    model = Model(layers())
+    with pytest.raises(DivergenceError, match=r"weights became non-finite in the last batch of "
+                       r"epoch 2 \(lr .*\); weights restored to the end of epoch 1\."):  # fmt: skip
+        model.fit(*blobs, epochs=4, batch_size=32, seed=7, callbacks=[PoisonAt(1, 7)], **options)
+    assert all(np.isfinite(p).all() for _, _, p in model.parameters())
+    assert len(model.meta["history"]["epochs"]) == 1
 
 
 def test_cli_train_resumes_to_the_same_model(tmp_path, monkeypatch):

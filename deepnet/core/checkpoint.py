@@ -126,6 +126,11 @@ class Checkpoint:
         for j, entry in enumerate(optimizer_state):
             for name, value in entry.items():
                 old = saved.get((j, name))
+                if old is not None and not np.isfinite(old).all():
+                    raise ModelFormatError(
+                        f"{self.path}: damaged checkpoint: {OPTIMIZER}{j}.{name} has NaN or "
+                        "infinite values"
+                    )
                 if old is None or old.shape != value.shape or old.dtype != value.dtype:
                     raise ModelFormatError(
                         f"{self.path}: the checkpoint's optimizer state does not fit: "

@@ -155,6 +155,18 @@ def fit(
         history.stopped_early = bool(resumed.history.get("stopped_early"))
     start_epoch = 0 if resumed is None else epochs if history.stopped_early else resumed.epoch
 
+    def diverged(what: str) -> DivergenceError:
+        """Restore the weights of the epoch's start; say what happened and what to try."""
+        model.set_weights(snapshot)
+        model.meta["history"] = history.to_dict()
+        restored = f"the end of epoch {epoch}" if epoch else "their initial values"
+        hint = "Lower the learning rate, use a scaled initializer or check the data"
+        if resumed is not None and epoch == start_epoch:
+            hint += f" (or {checkpoint}, resumed from, is damaged)"
+        return DivergenceError(
+            f"{what} (lr {lr_now:g}); weights restored to {restored}. {hint}", history=history
+        )
+
     for cb in cbs:
         cb.on_train_begin(model)
     for epoch in range(start_epoch, epochs):
@@ -177,23 +189,19 @@ def fit(
                 grads = model.backward(caches, yb)
                 loss += model.regularize(grads)
             if not math.isfinite(loss):
-                model.set_weights(snapshot)
-                model.meta["history"] = history.to_dict()
-                restored = f"the end of epoch {epoch}" if epoch else "their initial values"
-                raise DivergenceError(
-                    f"loss became {loss} at epoch {epoch + 1}, batch {b + 1} (lr {lr_now:g}); "
-                    f"weights restored to {restored}. Lower the learning rate, "
-                    "use a scaled initializer or check the data",
-                    history=history,
-                )
+                raise diverged(f"loss became {loss} at epoch {epoch + 1}, batch {b + 1}")
             lr_now = sched(base_lr, epoch + b / n_batches, epochs)
-            opt.step(params, [grads[i][name] for i, name in keys], state, lr_now)
-            model.constrain()
+            # Likewise a bad step (or a damaged optimizer state) shows as the next loss.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                opt.step(params, [grads[i][name] for i, name in keys], state, lr_now)
+                model.constrain()
             per_sample = loss / len(xb) if model.loss.reduction == "sum" else loss
             loss_sum += per_sample * len(xb)
             correct += int((a.argmax(axis=1) == labels[idx]).sum())
             for cb in cbs:
                 cb.on_batch_end(model, epoch, b, n_batches, per_sample)
+        if not all(np.isfinite(p).all() for p in params):  # the last step has no next loss
+            raise diverged(f"weights became non-finite in the last batch of epoch {epoch + 1}")
         logs: dict[str, float] = {
             "epoch": epoch + 1, "loss": loss_sum / n, "train_accuracy": correct / n, "lr": lr_now,
         }  # fmt: skip
