@@ -18,7 +18,7 @@ lint: $(STAMP)
 $(STAMP): pyproject.toml deepnet_plugins_contrib/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
-	$(BIN)/python -m pip install --quiet -e '.[test,plot,image]' -e ./deepnet_plugins_contrib
+	$(BIN)/python -m pip install --quiet -e '.[test,plot,image,sweep]' -e ./deepnet_plugins_contrib
 	touch $@
 
 clean:

@@ -38,6 +38,7 @@ from deepnet.core.plugins import create, get_registry, load_plugins
 from deepnet.core.serialization import load_model as load
 from deepnet.core.training import History
 from deepnet.plugins.layers import Dense, Flatten
+from deepnet.sweeps import sweep
 
 
 def load_mnist(**kwargs):
@@ -75,4 +76,5 @@ __all__ = [
     "load",
     "load_mnist",
     "load_plugins",
+    "sweep",
 ]

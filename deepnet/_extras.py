@@ -11,6 +11,8 @@ from deepnet.core.errors import DeepnetError
 EXTRAS = {
     "PIL": ("image", "Pillow", "reading images"),
     "matplotlib": ("plot", "matplotlib", "drawing pictures"),
+    "distributed": ("sweep", "dask[distributed]", "running sweeps"),
+    "scipy": ("image", "scipy", "reading postal codes"),
 }
 
 

@@ -38,7 +38,8 @@ from deepnet.core.errors import (
 )
 from deepnet.core.model import FLOAT_DTYPES, Model
 from deepnet.core.registry import REQUIRED, Entry, Registry
-from deepnet.recipes import RECIPES, Recipe, parse_layers, run_recipe
+from deepnet.postal_cli import min_confidence_option, postal
+from deepnet.recipes import RECIPES, Recipe, parse_layers, run_recipe, validate_recipe
 
 DATASETS = ("mnist",)
 
@@ -184,6 +185,15 @@ def limited(data: Dataset, limit: int | None) -> Dataset:
     )
 
 
+dtype_option = click.option(
+    "--dtype",
+    type=click.Choice(FLOAT_DTYPES),
+    default="float32",
+    show_default=True,
+    help="Floating type of weights and data.",
+)
+
+
 def data_options(f: Any) -> Any:
     """``--dataset``, ``--data-dir`` and ``--limit``, shared by train and evaluate."""
     f = click.option(
@@ -253,6 +263,9 @@ def raw_training_images(model: Model) -> np.ndarray:
 def normalizer(model: Model, method: str) -> Any:
     """A function from raw pixel rows (0..255) to inputs normalized as in training."""
     from deepnet.core.data import normalize_pixels, pixel_stats
+
+    if model.layers[0].accepts_integers:  # a normalize layer: the model takes raw pixels
+        return lambda x: x
 
     stats = pixel_stats(raw_training_images(model)) if method == "standardize" else None
     return lambda x: normalize_pixels(x, method, stats, dtype=model.dtype)
@@ -470,15 +483,6 @@ def build_recipe(preset: str, **opts: Any) -> Recipe:
     return attrs.evolve(recipe, **fields)
 
 
-def validate_recipe(reg: Registry, recipe: Recipe, dtype: str) -> Model:
-    """Create every component now, so a typo fails before minutes of data loading."""
-    model = recipe.model(dtype)
-    reg.create("optimizer", recipe.optimizer)
-    reg.create("schedule", recipe.schedule)
-    reg.lookup("initializer", recipe.init)
-    return model
-
-
 class Progress(Callback):
     """A progress bar per epoch on a terminal (batches, running loss, ETA); a line per epoch."""
 
@@ -573,13 +577,7 @@ def _describe(recipe: Recipe, n_features: int) -> str:
     help="Share of the training set held out as dev set.",
 )
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle every epoch (default: yes).")
-@click.option(
-    "--dtype",
-    type=click.Choice(FLOAT_DTYPES),
-    default="float32",
-    show_default=True,
-    help="Floating type of weights and data.",
-)
+@dtype_option
 @data_options
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Input normalization.")
 @click.option("--out", metavar="MODEL", help="Save the trained model here (.npz).")
@@ -613,7 +611,8 @@ def train(
         click.echo(f"resuming from {checkpoint}: {resumed.epoch} of {recipe.epochs} epochs done")
     if plot:
         require("matplotlib")  # before training, not after
-    data, source = load_data(dataset, data_dir, recipe.normalize, dtype)
+    # Raw uint8 pixels: the model normalizes them in its first layer (run_recipe).
+    data, source = load_data(dataset, data_dir, "none", "uint8")
     data = limited(data, limit)
     # Labels are class indices; a small --limit may not show every class, which is fine.
     n_classes = int(max(data.y_train.max(), data.y_test.max())) + 1
@@ -777,10 +776,29 @@ def read_inputs(paths: Sequence[str], n_features: int) -> list[tuple[str, np.nda
     show_default=True,
     help="Show the TOP most likely digits.",
 )
+@click.option("--code", is_flag=True, help="Read each picture as a code of several digits.")
+@min_confidence_option
+@click.option(
+    "--expect-digits",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --code: the code has N digits (guides segmentation).",
+)
+@click.option(
+    "--debug-dir", metavar="DIR", help="With --code: write the normalized digits as PNGs here."
+)
 @normalize_option
 @json_option
 def predict(
-    model_path: str, inputs: tuple[str, ...], top: int, normalize: str | None, as_json: bool
+    model_path: str,
+    inputs: tuple[str, ...],
+    top: int,
+    code: bool,
+    min_confidence: float,
+    expect_digits: int | None,
+    debug_dir: str | None,
+    normalize: str | None,
+    as_json: bool,
 ) -> None:
     """Predict the digit in pictures (PNG, JPEG, ...) or .npy arrays.
 
@@ -789,8 +807,17 @@ def predict(
     were (grayscale, inverted if the background is light, cropped to the ink, scaled into
     20x20, centred by mass in 28x28). Needs Pillow: pip install 'deepnet[image]'.
     Arrays: .npy of shape (28, 28) or (N, 784), pixels 0..255 (or 0..1 floats), MNIST-style.
+    Codes (--code): a picture of several digits in a row is cut into digits, each read as
+    above; prints the code, each digit's confidence, and whether a human must check it.
     """
     model = load_model(model_path)
+    if code:
+        from deepnet.postal_cli import predict_codes
+
+        opts = {"min_confidence": min_confidence, "expect_digits": expect_digits}
+        return predict_codes(
+            model, inputs, **opts, debug_dir=debug_dir, normalize=normalize, as_json=as_json
+        )
     if len(model.input_shape) != 1:
         raise UserError(f"{model_path}: predict supports models with flat inputs (N, features)")
     rows = read_inputs(inputs, model.input_shape[0])
@@ -991,5 +1018,15 @@ def info(model_path: str, as_json: bool) -> None:
         )
 
 
+main.add_command(postal)
+
 if __name__ == "__main__":
-    main()
+    # Run as `python -m deepnet.cli`: hand over to the imported module, which has every command.
+    from deepnet.cli import main as _main
+
+    _main()
+else:
+    # Attached at the end, because the sweep command reuses this module's helpers.
+    from deepnet.sweep_cli import sweep as _sweep
+
+    main.add_command(_sweep)

@@ -6,6 +6,7 @@ display or changes matplotlib's global backend. The format follows the file name
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,47 @@ def confusion_picture(confusion: Any, path: str | Path, labels: Sequence[str] = 
     fig.colorbar(image, ax=ax, label="log(1 + count)", shrink=0.8)
     fig.savefig(path)
     return Path(path)
+
+
+def sweep_picture(
+    results: Sequence[Mapping[str, Any]],
+    params: Sequence[str],
+    path: str | Path,
+    metric: str = "dev_accuracy",
+) -> Path:
+    """``metric`` of each finished trial against each parameter that varied, one panel each.
+
+    Numbers are placed by value (on a log axis when they span 20x or more), other values
+    (layer specs, optimizer configs) as categories; the best trial is the red star.
+    """
+    ok = [r for r in results if r.get("status") == "ok" and np.isfinite(r.get(metric, np.nan))]
+    varied = [p for p in params if len({_label(r["params"].get(p)) for r in ok}) > 1] or [None]
+    fig = _figure(3.6 * len(varied), 3.4)
+    axes = np.atleast_1d(fig.subplots(1, len(varied)))
+    scores = [r[metric] for r in ok]
+    best = (np.argmin if metric.endswith("loss") else np.argmax)(scores) if ok else None
+    for ax, param in zip(axes, varied, strict=True):
+        values = [r["params"].get(param) for r in ok] if param else list(range(len(ok)))
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        if numeric:
+            xs = np.asarray(values, dtype=float)
+            if len(xs) and xs.min() > 0 and xs.max() >= 20 * xs.min():
+                ax.set_xscale("log")
+        else:
+            labels = sorted({_label(v) for v in values})
+            xs = np.asarray([labels.index(_label(v)) for v in values], dtype=float)
+            ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=7)
+            ax.set_xlim(-0.5, len(labels) - 0.5)  # categories off the frame's edges
+        ax.scatter(xs, scores, alpha=0.7)
+        if best is not None:
+            ax.scatter([xs[best]], [scores[best]], marker="*", s=150, color="red", label="best")
+            ax.legend(fontsize=7)
+        ax.set_xlabel(param or "trial")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    fig.savefig(path)
+    return Path(path)
+
+
+def _label(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 
 from deepnet.core.data import train_dev_split
 from deepnet.core.errors import DeepnetError
 from deepnet.core.model import Model
+from deepnet.core.registry import Registry
 
 
 @attrs.frozen
@@ -41,19 +43,27 @@ class Recipe:
     extra_layers: tuple[tuple[int, Any], ...] = ()  # (position, layer spec) to insert
     front: tuple[Any, ...] = ()  # layer specs before the dense ones (reshape, conv2d, ...)
 
-    def layer_specs(self) -> list[Any]:
+    def layer_specs(self, raw_pixels: bool = False) -> list[Any]:
         """``front``, then the dense layers with ``extra_layers`` inserted at their positions.
 
         Positions index the dense layers; extras at the same position keep their given order.
+        ``raw_pixels``: the model takes pixels 0..255 and normalizes them itself, in a
+        ``normalize`` layer before everything else.
         """
         specs: list[Any] = parse_layers(",".join(self.layers), init=self.init)
         for position, spec in reversed(sorted(self.extra_layers, key=lambda p: p[0])):
             specs.insert(position, spec)
+        if raw_pixels and self.normalize != "none":
+            specs.insert(0, {"name": "normalize", "method": self.normalize})
+            return [specs[0], *self.front, *specs[1:]]
         return [*self.front, *specs]
 
-    def model(self, dtype: str = "float32") -> Model:
+    def model(self, dtype: str = "float32", raw_pixels: bool = False) -> Model:
         return Model(
-            self.layer_specs(), loss=self.loss, regularizers=self.regularizers, dtype=dtype
+            self.layer_specs(raw_pixels),
+            loss=self.loss,
+            regularizers=self.regularizers,
+            dtype=dtype,
         )
 
 
@@ -122,6 +132,15 @@ def get_recipe(name: str) -> Recipe:
         raise DeepnetError(f"unknown preset {name!r}; available: {', '.join(RECIPES)}") from None
 
 
+def validate_recipe(reg: Registry, recipe: Recipe, dtype: str) -> Model:
+    """Create every component now, so a typo fails before minutes of data loading."""
+    model = recipe.model(dtype)
+    reg.create("optimizer", recipe.optimizer)
+    reg.create("schedule", recipe.schedule)
+    reg.lookup("initializer", recipe.init)
+    return model
+
+
 def run_recipe(
     recipe: Recipe,
     data: Any = None,
@@ -132,8 +151,11 @@ def run_recipe(
     resume: bool = False,
     **overrides: Any,
 ) -> tuple[Model, dict[str, float]]:
-    """Train ``recipe`` on ``data`` (default: the bundled MNIST normalized as the recipe says).
+    """Train ``recipe`` on ``data`` (default: the bundled MNIST's raw pixels).
 
+    Integer pixels (uint8, 0..255) are normalized as the recipe says by the model itself, in
+    its first layer, batch by batch: no float copy of the data set (a quarter of the memory),
+    and the model file carries its preprocessing. Float data is taken as already normalized.
     ``overrides`` replace recipe fields (``epochs=2``). Returns the model and a summary with
     ``train_accuracy``, ``dev_accuracy``, ``test_accuracy`` and ``seconds`` (training only).
     ``checkpoint`` and ``resume`` are passed to :meth:`Model.fit`.
@@ -142,12 +164,36 @@ def run_recipe(
     if data is None:
         from deepnet.datasets import load_mnist
 
-        data = load_mnist(normalize=recipe.normalize, dtype=dtype)
-    model = recipe.model(dtype)
-    # Split here rather than in fit so that train accuracy is measured without the dev part.
-    x_train, y_train, x_dev, y_dev = train_dev_split(
-        data.x_train, data.y_train, recipe.dev_fraction, recipe.seed
+        data = load_mnist(normalize="none", dtype="uint8")
+    model, summary = train_recipe(
+        recipe, data.x_train, data.y_train, dtype, callbacks, checkpoint=checkpoint, resume=resume
     )
+    summary["test_accuracy"] = model.evaluate(data.x_test, data.y_test)["accuracy"]
+    model.meta["metrics"] = summary
+    return model, summary
+
+
+def train_recipe(
+    recipe: Recipe,
+    x: Any,
+    y: Any,
+    dtype: str = "float32",
+    callbacks: Sequence[Any] = (),
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+) -> tuple[Model, dict[str, float]]:
+    """Train ``recipe`` on inputs ``x`` (N, ...) and labels ``y`` (N,), no test set.
+
+    Integer ``x`` is raw pixels, normalized by the model's own first layer; float ``x`` is
+    taken as already normalized. Holds out ``recipe.dev_fraction`` as the dev set. Returns the
+    model and a summary with ``train_accuracy``, ``dev_accuracy``, ``dev_loss``, ``seconds``
+    (training only) and ``epochs``. ``checkpoint`` and ``resume`` are passed to
+    :meth:`Model.fit`.
+    """
+    model = recipe.model(dtype, raw_pixels=np.issubdtype(np.asarray(x).dtype, np.integer))
+    # Split here rather than in fit so that train accuracy is measured without the dev part.
+    x_train, y_train, x_dev, y_dev = train_dev_split(x, y, recipe.dev_fraction, recipe.seed)
     start = time.perf_counter()
     history = model.fit(
         x_train,
@@ -167,10 +213,11 @@ def run_recipe(
     seconds = time.perf_counter() - start
     if resume:  # the checkpoint's epochs were timed by the run that made them
         seconds = sum(e["seconds"] for e in history.epochs)
+    last = history.epochs[-1]
     summary = {
         "train_accuracy": model.evaluate(x_train, y_train)["accuracy"],
-        "dev_accuracy": history["dev_accuracy"][-1] if history["dev_accuracy"] else float("nan"),
-        "test_accuracy": model.evaluate(data.x_test, data.y_test)["accuracy"],
+        "dev_accuracy": last.get("dev_accuracy", float("nan")),
+        "dev_loss": last.get("dev_loss", float("nan")),
         "seconds": seconds,
         "epochs": len(history.epochs),
     }

@@ -246,7 +246,7 @@ def test_plugins_json():
     infos = json.loads(run("plugins", "--json").stdout)
     layers = next(p for p in infos if p["name"] == "deepnet.layers")
     assert layers["status"] == "loaded" and layers["distribution"] == "deepnet"
-    assert layers["hooks"] == ["deepnet_register_layers"] and layers["components"] == 2
+    assert layers["hooks"] == ["deepnet_register_layers"] and layers["components"] == 3
 
 
 def test_disable_plugin_option():
@@ -328,7 +328,9 @@ def test_train_saves_model_with_data_record(trained):
         "momentum": 0.9,
         "nesterov": False,
     }
-    assert [layer.units for layer in model.layers] == [64, 10]
+    # Trained on raw pixels: the model normalizes them in its first layer.
+    assert model.layers[0].method == "scale"
+    assert [layer.units for layer in model.layers[1:]] == [64, 10]
 
 
 def test_train_writes_learning_curves_and_history(trained):
@@ -382,7 +384,9 @@ def test_train_on_an_idx_directory_with_standardize_then_evaluate(tmp_path):
     report = json.loads(run("evaluate", model_path, "--json").stdout)
     model = load_model(model_path)
     assert model.meta["data"]["data_dir"] == str(idx.resolve())
-    data = load_idx_dir(idx, normalize="standardize")
+    # The model standardizes raw pixels itself, with the training images' statistics.
+    data = load_idx_dir(idx, normalize="none", dtype="uint8")
+    assert model.layers[0].method == "standardize"
     assert report["normalize"] == "standardize" and report["samples"] == 100
     assert report["accuracy"] == model.evaluate(data.x_test, data.y_test)["accuracy"]
     assert report["accuracy"] == model.meta["metrics"]["test_accuracy"]
@@ -535,7 +539,7 @@ def mnist_test_digits():
 def test_predict_pictures_of_mnist_digits_either_polarity(trained, mnist_test_digits, tmp_path):
     x, y = mnist_test_digits
     model = load_model(trained.model)
-    right = np.flatnonzero(model.predict(x.reshape(len(x), -1) / 255) == y)[:3]
+    right = np.flatnonzero(model.predict(x.reshape(len(x), -1)) == y)[:3]
     assert len(right) == 3
     files, expected = [], []
     for i in right:
@@ -578,13 +582,13 @@ def test_predict_npy_arrays_match_the_model(trained, mnist_test_digits, tmp_path
         run("predict", trained.model, tmp_path / "one.npy", tmp_path / "rows.npy", "--json").stdout
     )
     model = load_model(trained.model)
-    expected = model.predict(x.reshape(len(x), -1).astype(np.float32) / 255)
+    expected = model.predict(x.reshape(len(x), -1))  # raw pixels: the model normalizes
     assert [r["input"] for r in results[:2]] == [
         str(tmp_path / "one.npy"),
         f"{tmp_path}/rows.npy[0]",
     ]
     assert [r["prediction"] for r in results] == [expected[0], *expected]
-    proba = model.predict_proba(x.reshape(len(x), -1).astype(np.float32) / 255)
+    proba = model.predict_proba(x.reshape(len(x), -1))
     np.testing.assert_allclose(results[1]["probabilities"], proba[0], rtol=1e-6)
 
 
@@ -623,12 +627,13 @@ def test_predict_without_pillow_says_what_to_install(trained, tmp_path, monkeypa
 
 def test_info_text(trained):
     out = run("info", trained.model).stdout
+    assert re.search(r"0  normalize\(method=scale\) +- +0 params", out)
     assert re.search(
-        r"0  dense\(units=64, init=he_normal, bias_init=zeros\) +relu +50,240 params "
+        r"1  dense\(units=64, init=he_normal, bias_init=zeros\) +relu +50,240 params "
         rf" \[deepnet {re.escape(__version__)}\]",
         out,
     )
-    assert re.search(r"1  dense\(units=10, .*softmax +650 params", out)
+    assert re.search(r"2  dense\(units=10, .*softmax +650 params", out)
     assert "total 50,890 parameters" in out
     assert f"loss: categorical_cross_entropy(reduction=mean)  [deepnet {__version__}]" in out
     assert "training: 2 epochs, batch 64, lr 0.1, sgd(lr=0.1, momentum=0.9" in out
@@ -639,8 +644,8 @@ def test_info_text(trained):
 def test_info_json(trained):
     header = json.loads(run("info", trained.model, "--json").stdout)
     assert header["total_params"] == 50890 and header["dtype"] == "float32"
-    assert [layer["params"] for layer in header["layers"]] == [50240, 650]
-    assert header["layers"][0]["distribution"] == "deepnet"
+    assert [layer["params"] for layer in header["layers"]] == [0, 50240, 650]
+    assert header["layers"][1]["distribution"] == "deepnet"
     assert header["meta"]["data"]["normalize"] == "scale"
     assert header["meta"]["metrics"]["test_accuracy"] > 0.9
 

@@ -84,6 +84,9 @@ class Layer:
     # Names of params that regularizers and constraints apply to (weights, not biases).
     regularized: ClassVar[tuple[str, ...]] = ()
     activation: ClassVar[Any] = None
+    # True if forward takes integer inputs (uint8 pixels) and casts them itself; otherwise
+    # the model casts each batch to its dtype first.
+    accepts_integers: ClassVar[bool] = False
     #: Trainable arrays by name; optimizers update them in place.
     params: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False, eq=False)
     #: Non-trainable arrays saved with the model (e.g. running statistics).

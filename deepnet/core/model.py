@@ -149,7 +149,11 @@ class Model:
 
     # -- computing ---------------------------------------------------------------------
     def check_input(self, x: Any) -> np.ndarray:
-        """``x`` as a C-contiguous array of the model's dtype, shape-checked and finite."""
+        """``x`` as a C-contiguous array, shape-checked; floats in the model's dtype and finite.
+
+        Integer inputs (uint8 pixels) stay integers: :meth:`forward` casts them one batch at a
+        time, so a data set of pixels never needs a float copy (4x its size for float32).
+        """
         if not self.built:
             raise DeepnetError("the model is not built: call build(input_shape) or fit() first")
         x = np.asarray(x)
@@ -162,16 +166,30 @@ class Model:
             )
         if not np.issubdtype(x.dtype, np.number):
             raise DeepnetError(f"input must be numeric, got dtype {x.dtype}")
+        if np.issubdtype(x.dtype, np.integer):
+            return np.ascontiguousarray(x)
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if not np.isfinite(x).all():
             bad = int(np.count_nonzero(~np.isfinite(x)))
             raise DeepnetError(f"input contains {bad} NaN or infinite values; clean it first")
         return x
 
+    def adapt(self, x: Any) -> None:
+        """Fit the data-dependent state of the leading layers that have ``adapt`` (normalize's
+        statistics) to the training inputs ``x``; :func:`~deepnet.core.training.fit` calls it
+        when it builds the model."""
+        x = self.check_input(x)
+        for i, layer in enumerate(self.layers):
+            if not hasattr(layer, "adapt"):
+                break
+            layer.adapt(x)
+            if i + 1 < len(self.layers) and hasattr(self.layers[i + 1], "adapt"):
+                x = layer.forward(x)[0]
+
     def forward(self, x: np.ndarray, training: bool = False) -> tuple[np.ndarray, list]:
         """Output activations ``(N, *output_shape)`` and the caches backward needs."""
         caches = []
-        a = x
+        a = x if x.dtype == self.dtype or self.layers[0].accepts_integers else x.astype(self.dtype)
         for layer, act in zip(self.layers, self.activations, strict=True):
             z, cache = layer.forward(a, training)
             a = z if act is None else act.forward(z)

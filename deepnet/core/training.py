@@ -84,7 +84,9 @@ def fit(
 
     A non-finite loss raises :class:`DivergenceError` with the weights of the last complete
     epoch restored and the history so far (``exc.history``, and ``model.meta["history"]``).
-    The same seed gives bit-identical results.
+    The same seed gives bit-identical results. Integer ``x`` (uint8 pixels) is cast batch by
+    batch, never copied whole; when fit builds the model it first adapts its leading
+    data-dependent layers (``normalize``) to the training part (dev set excluded).
 
     ``checkpoint=PATH`` saves the training state there after every epoch (atomically; see
     :mod:`deepnet.core.checkpoint`); ``resume=True`` continues from it, with the same settings
@@ -107,9 +109,10 @@ def fit(
     seq = np.random.SeedSequence(seed)
     seed = int(seq.entropy) if seed is None else seed  # type: ignore[arg-type]
     build_seq, split_seq, shuffle_seq = seq.spawn(3)
-    if not model.built:
+    building = not model.built
+    if building:
         model.build(x.shape[1:], seed=int(build_seq.generate_state(1)[0]))
-    x = model.check_input(x)
+    x = model.check_input(x)  # integer pixels stay integers: batches are cast one by one
     y_all = model.one_hot(y)
     if dev is not None:
         x_dev, y_dev = model.check_input(dev[0]), model.one_hot(dev[1])
@@ -120,6 +123,8 @@ def fit(
         x_dev = y_dev = None
     if len(x) == 0:
         raise DeepnetError("no training samples left")
+    if building:  # statistics of the training part only, so the dev set stays unseen
+        model.adapt(x)
 
     opt = registry.create("optimizer", optimizer)
     if lr is not None:  # a copy, so that the recorded config shows the rate really used

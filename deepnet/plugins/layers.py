@@ -1,4 +1,4 @@
-"""Built-in layers: dense (fully connected) and flatten."""
+"""Built-in layers: normalize (input preprocessing), dense (fully connected) and flatten."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import attrs
 import numpy as np
 
 from deepnet.core.components import Array, Layer
-from deepnet.core.errors import ShapeError
+from deepnet.core.data import pixel_stats
+from deepnet.core.errors import DeepnetError, ShapeError
 from deepnet.core.hookspecs import hookimpl
 from deepnet.core.plugins import create
 from deepnet.core.validators import positive_int
@@ -40,11 +41,61 @@ class Dense(Layer):
         return (self.units,)
 
     def forward(self, x: Array, training: bool = False) -> tuple[Array, Array]:
-        return x @ self.params["W"] + self.params["b"], x
+        z = x @ self.params["W"]
+        z += self.params["b"]  # in place: no second (N, units) array
+        return z, x
 
     def backward(self, dz: Array, cache: Array, need_dx: bool = True):
         grads = {"W": cache.T @ dz, "b": dz.sum(axis=0)}
         return (dz @ self.params["W"].T if need_dx else None), grads
+
+
+@attrs.define(eq=False)
+class Normalize(Layer):
+    """Input preprocessing inside the model: z = (x - mean) · scale, per feature, no params.
+
+    ``method="scale"`` maps pixels 0..255 to 0..1 (mean 0, scale 1/255); ``"standardize"``
+    uses the per-feature mean and 1/std of the training data, set by :meth:`adapt` (which
+    :meth:`Model.fit` calls when it builds the model). Both are ``state``, saved with the model,
+    so a model file carries its preprocessing and takes raw pixels. Integer inputs (uint8
+    pixels) are cast here, one batch at a time: the data set never needs a float copy.
+    """
+
+    method: str = attrs.field(
+        default="scale", validator=attrs.validators.in_(("scale", "standardize"))
+    )
+
+    accepts_integers = True
+
+    def build(self, input_shape, rng, dtype):
+        scale = 1 / 255 if self.method == "scale" else 1.0
+        self.state.clear()
+        self.state.update(
+            mean=np.zeros(input_shape, dtype=dtype), scale=np.full(input_shape, scale, dtype)
+        )
+        return tuple(input_shape)
+
+    def adapt(self, x: Array) -> None:
+        """Fit ``standardize``'s mean and 1/std to ``x`` ``(N, *input_shape)``; constant
+        features get scale 1. ``scale`` needs no data."""
+        if self.method != "standardize":
+            return
+        if len(x) == 0:
+            raise DeepnetError("normalize: cannot compute statistics of an empty data set")
+        mean, std = pixel_stats(x)
+        self.state["mean"][...] = mean
+        self.state["scale"][...] = 1.0 / std
+
+    def forward(self, x: Array, training: bool = False) -> tuple[Array, None]:
+        mean, scale = self.state["mean"], self.state["scale"]
+        if self.method == "scale":  # its mean is 0: one pass, which also casts uint8
+            return np.multiply(x, scale, dtype=scale.dtype), None
+        z = np.subtract(x, mean, dtype=mean.dtype)
+        z *= scale
+        return z, None
+
+    def backward(self, dz: Array, cache: None, need_dx: bool = True):
+        return (dz * self.state["scale"] if need_dx else None), {}
 
 
 @attrs.define(eq=False)
@@ -63,5 +114,6 @@ class Flatten(Layer):
 
 @hookimpl
 def deepnet_register_layers(register):
+    register(Normalize, name="normalize")
     register(Dense, name="dense")
     register(Flatten, name="flatten")

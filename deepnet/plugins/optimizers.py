@@ -37,14 +37,14 @@ class SGD(Optimizer):
                 v = s["velocity"]
                 v *= mu
                 v += g
-                if self.nesterov:
-                    np.multiply(v, mu, out=buf)
-                    buf += g
+                if self.nesterov:  # p -= lr·g + lr·μ·v
+                    np.multiply(g, lr, out=buf)
+                    p -= buf
+                    np.multiply(v, lr * mu, out=buf)
                 else:
-                    buf[...] = v
+                    np.multiply(v, lr, out=buf)
             else:
-                buf[...] = g
-            buf *= lr
+                np.multiply(g, lr, out=buf)
             p -= buf
 
 

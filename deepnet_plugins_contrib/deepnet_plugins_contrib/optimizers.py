@@ -140,13 +140,13 @@ class Adam(Optimizer):
             _accumulate(m, g, self.beta1, buf)
             np.multiply(g, g, out=buf)
             _accumulate(v, buf, self.beta2, buf)
-            # m̂/(√v̂ + eps) = (m/bc1) / (√v/√bc2 + eps): fold the corrections into scalars.
-            bc1, bc2 = 1.0 - self.beta1**t, 1.0 - self.beta2**t
+            # m̂/(√v̂ + eps) = (m/bc1) / (√v/√bc2 + eps) = (√bc2/bc1) · m / (√v + eps·√bc2):
+            # the bias corrections become two scalars, and the update five passes.
+            root_bc2 = math.sqrt(1.0 - self.beta2**t)
             np.sqrt(v, out=buf)
-            buf *= 1.0 / math.sqrt(bc2)
-            buf += self.eps
+            buf += self.eps * root_bc2
             np.divide(m, buf, out=buf)
-            buf *= lr / bc1
+            buf *= lr * root_bc2 / (1.0 - self.beta1**t)
             p -= buf
 
     def _decay_weights(self, p: Array, lr: float) -> None:

@@ -1,0 +1,725 @@
+"""Reading a handwritten postal code: binarize a picture, cut it into digits, classify each.
+
+A picture of one digit or of a strip of several (any size, either polarity, some noise,
+slight slant) goes through :func:`segment_digits`:
+
+1. *binarize*: the paper level is the picture's median, ink is what differs from it (light on
+   dark after inverting dark-on-light pictures); a lightly smoothed copy is thresholded by Otsu's
+   method, so noise that the smoothing averages away never counts as ink;
+2. *connected components* (8-connected, ``scipy.ndimage.label``); pieces stacked above one
+   another (a 5's detached bar, a broken stroke) are merged, specks are dropped;
+3. *touching digits*: a piece much wider than a digit is split where its column profile (ink
+   per column) has a clear valley;
+4. a known code length (``expect_digits``) forces the count: the widest pieces are split at
+   their deepest valley, the smallest are merged into their nearest neighbour.
+
+Each piece is then normalized by :func:`deepnet.images.mnist_digit` (20×20 box in 28×28, centred
+by mass, anti-aliased) and :class:`CodeReader` classifies them all in one batch. A code whose
+least confident digit is below ``min_confidence`` is flagged for a human, as a sorting machine
+diverts an envelope it cannot read.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from deepnet._extras import require
+from deepnet.core.errors import DataFormatError, DeepnetError
+from deepnet.images import mnist_digit, read_grayscale
+
+#: Below this ink level (out of 255, after stretching) a picture has no ink at all.
+MIN_CONTRAST = 16.0
+#: A piece whose area is below this share of the largest one is a speck unless it sits on a digit.
+SPECK_AREA = 0.08
+#: A piece at least this many digit heights wide may be several touching digits.
+WIDE = 0.95
+#: A piece at least this many digit heights wide is several digits, valley clear or not.
+VERY_WIDE = 1.8
+#: A column profile valley is clear when its ink is at most this share of the profile's mean.
+CLEAR_VALLEY = 0.35
+#: This share (percent) of a digit's ink pixels is darker than its stretched stroke level.
+STROKE_PERCENTILE = 75.0
+#: With the expected count found, a piece this many digit heights wide is regrouped if the
+#: classifier's log probabilities of the new digits sum to REGROUP_MARGIN more.
+REGROUP_WIDTH = 1.25
+REGROUP_MARGIN = 1.0
+#: A line of digits tilted by less than this (degrees) is read as it is.
+MIN_TILT = 1.0
+#: Default confidence under which a digit (and its code) is sent to a human.
+MIN_CONFIDENCE = 0.9
+
+
+@attrs.define
+class Piece:
+    """A part of the picture: a boolean ``mask`` whose top-left corner is at ``(top, left)``."""
+
+    top: int
+    left: int
+    mask: np.ndarray
+
+    @property
+    def bottom(self) -> int:
+        return self.top + self.mask.shape[0]
+
+    @property
+    def right(self) -> int:
+        return self.left + self.mask.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.mask.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.mask.shape[1]
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """``(top, left, bottom, right)``, bottom and right exclusive."""
+        return self.top, self.left, self.bottom, self.right
+
+    def merged(self, other: Piece) -> Piece:
+        top, left = min(self.top, other.top), min(self.left, other.left)
+        bottom, right = max(self.bottom, other.bottom), max(self.right, other.right)
+        mask = np.zeros((bottom - top, right - left), dtype=bool)
+        for p in (self, other):
+            mask[p.top - top : p.bottom - top, p.left - left : p.right - left] |= p.mask
+        return Piece(top, left, mask).trimmed()
+
+    def split(self, column: int) -> tuple[Piece, Piece]:
+        """The parts left and right of ``column`` (relative to ``left``)."""
+        a = Piece(self.top, self.left, self.mask[:, :column]).trimmed()
+        b = Piece(self.top, self.left + column, self.mask[:, column:]).trimmed()
+        return a, b
+
+    def trimmed(self) -> Piece:
+        rows = np.flatnonzero(self.mask.any(axis=1))
+        cols = np.flatnonzero(self.mask.any(axis=0))
+        if not len(rows):
+            return self
+        mask = self.mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        return Piece(self.top + int(rows[0]), self.left + int(cols[0]), mask)
+
+
+def ink_map(gray: Any) -> np.ndarray:
+    """Ink of a grayscale picture ``(H, W)`` (0..255, either polarity): light on dark, 0..255.
+
+    Raises :class:`DeepnetError` for an empty picture or one with no ink.
+    """
+    g = np.asarray(gray, dtype=np.float32)
+    if g.ndim != 2 or g.size == 0:
+        raise DeepnetError(f"expected a non-empty 2-D grayscale picture, got shape {g.shape}")
+    # Ink covers well under half of a code's picture, so the median is paper, and the ink is
+    # on the side of the median with the long tail (not simply "light paper": shading).
+    low, mid, high = np.percentile(g, [1, 50, 99])
+    if mid - low > high - mid:
+        g = 255.0 - g
+    # The paper's level, place by place (a photo is lit unevenly): an opening wider than any
+    # stroke removes the (now light) ink and keeps the paper's shading.
+    ndimage = require("scipy.ndimage")
+    size = max(9, min(g.shape) // 3)
+    paper = ndimage.uniform_filter(ndimage.grey_opening(g, size=(size, size)), size)
+    ink = g - paper
+    # The opening follows the paper's noise down to its minimum: centre it back.
+    ink = np.clip(ink - float(np.median(ink)), 0.0, None)
+    # The 99.9th percentile, not the maximum: one hot pixel must not set the scale.
+    peak = float(np.percentile(ink, 99.9)) if ink.size > 1000 else float(ink.max())
+    if peak < MIN_CONTRAST:
+        raise DeepnetError("no ink found: the picture is blank or has almost no contrast")
+    return np.minimum(ink * (255.0 / peak), 255.0)
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """The level splitting ``values`` (0..255) into two classes of least within-class variance."""
+    hist = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256)
+    p = hist / hist.sum()
+    w0 = np.cumsum(p)
+    mu = np.cumsum(p * np.arange(256))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * w0 - mu) ** 2 / (w0 * (1.0 - w0))
+    return float(np.nanargmax(between[:-1])) + 0.5
+
+
+def binarize(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ink pixels of an :func:`ink_map`: a strict mask (stroke cores) and a loose one.
+
+    Both threshold a lightly smoothed copy, so that noise the smoothing averages away never
+    counts; the strict one at Otsu's level (at least a fifth of the scale), the loose one at
+    half of it, which keeps faint stroke ends and thin joins.
+    """
+    ndimage = require("scipy.ndimage")
+    smooth = ndimage.gaussian_filter(ink, 1.0)
+    level = max(otsu_threshold(smooth), 0.2 * 255)
+    return smooth > level, smooth > 0.5 * level
+
+
+def components(mask: np.ndarray) -> list[Piece]:
+    """The 8-connected components of ``mask``."""
+    ndimage = require("scipy.ndimage")
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    pieces = []
+    for i, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+        pieces.append(Piece(rows.start, cols.start, labels[rows, cols] == i))
+    return pieces
+
+
+def _overlap(a0: int, a1: int, b0: int, b1: int) -> int:
+    return max(0, min(a1, b1) - max(a0, b0))
+
+
+def _gap(a: Piece, b: Piece) -> int:
+    """Columns between two pieces; negative when their column ranges overlap."""
+    return max(a.left, b.left) - min(a.right, b.right)
+
+
+def _digit_height(pieces: Sequence[Piece]) -> float:
+    """A digit's height: the median height of the pieces of at least half the tallest's."""
+    tallest = max(p.height for p in pieces)
+    return float(np.median([p.height for p in pieces if p.height >= 0.5 * tallest]))
+
+
+def merge_stacked(pieces: list[Piece]) -> list[Piece]:
+    """Merge the parts of one digit: pieces stacked above one another, and short fragments.
+
+    Two pieces sharing at least half of the narrower one's columns, with little row overlap,
+    are one digit broken across (a 5's bar, a 4's open top). A fragment less than half a
+    digit tall joins the piece it overlaps most, or the nearest within a fifth of a digit.
+    """
+    pieces = sorted(pieces, key=lambda p: -p.area)
+    merged = True
+    while merged and len(pieces) > 1:
+        merged = False
+        height = _digit_height(pieces)
+        for i, a in enumerate(pieces):
+            others = [j for j in range(len(pieces)) if j != i]
+            if a.height < 0.5 * height:
+                j = min(others, key=lambda k: _gap(a, pieces[k]))
+                if _gap(a, pieces[j]) <= 0.2 * height:
+                    break
+                continue
+            found = False
+            for j in others:
+                b = pieces[j]
+                shared_cols = _overlap(a.left, a.right, b.left, b.right)
+                shared_rows = _overlap(a.top, a.bottom, b.top, b.bottom)
+                if shared_cols >= 0.5 * min(a.width, b.width) and shared_rows < 0.5 * min(
+                    a.height, b.height
+                ):
+                    found = True
+                    break
+            if found:
+                break
+        else:
+            break
+        merged = True
+        a, b = pieces[i], pieces[j]
+        pieces = [p for k, p in enumerate(pieces) if k not in (i, j)] + [a.merged(b)]
+        pieces.sort(key=lambda p: -p.area)
+    return pieces
+
+
+def drop_specks(pieces: list[Piece]) -> list[Piece]:
+    """Pieces too small to be (part of) a digit: noise, dust, a dot."""
+    if not pieces:
+        return pieces
+    largest = max(p.area for p in pieces)
+    return [p for p in pieces if p.area >= SPECK_AREA * largest]
+
+
+def valley(piece: Piece, parts: int = 2, clear: bool = True) -> int | None:
+    """The column where ``piece`` splits into a left digit and the rest, or None.
+
+    The cut is searched around ``width / parts`` (where one of ``parts`` equal digits would
+    end), in the column profile (ink per column). Where two digits touch, the column crosses
+    ink once; a column crossing it twice or more is inside a digit (the hole of a 0), so it
+    costs more. With ``clear``, only a column crossing ink once, with at most
+    :data:`CLEAR_VALLEY` times the profile's mean, counts.
+    """
+    m = piece.mask
+    profile = m.sum(axis=0).astype(np.float32)
+    crossings = m[0].astype(np.int32) + (m[1:] & ~m[:-1]).sum(axis=0)
+    if len(profile) >= 5:  # a one-pixel gap in a stroke is not a valley
+        profile = np.convolve(profile, np.ones(3, np.float32) / 3, mode="same")
+        crossings = np.maximum.reduce([np.roll(crossings, k) for k in (-1, 0, 1)])
+    w = piece.width
+    # Each part at least a third of an equal share wide.
+    lo, hi = max(round(w / parts / 3), 2), min(round(w - w / parts / 3), w - 2)
+    if parts > 2:
+        hi = min(hi, round(w / parts * 1.6))
+    if hi <= lo:
+        return None
+    mean = float(profile.mean())
+    cost = profile[lo:hi] + mean * (crossings[lo:hi] > 1)
+    # Among near-equal valleys, the one nearest the expected cut.
+    cost += 0.01 * mean * np.abs(np.arange(hi - lo) - (w / parts - lo))
+    cut = lo + int(np.argmin(cost))
+    if clear and (profile[cut] > CLEAR_VALLEY * mean or crossings[cut] > 1):
+        return None
+    return cut
+
+
+def split_touching(pieces: list[Piece], height: float) -> list[Piece]:
+    """Split every piece wider than :data:`WIDE` digit heights at clear column valleys."""
+    out: list[Piece] = []
+    todo = list(pieces)
+    while todo:
+        p = todo.pop()
+        parts = max(2, round(p.width / (0.7 * height)))
+        cut = None
+        if p.width > WIDE * height:
+            # Wider than any one digit: the deepest valley will do; merely wide: a clear one.
+            cut = valley(p, parts, clear=p.width < VERY_WIDE * height)
+        if cut is None:
+            out.append(p)
+            continue
+        todo += [q for q in p.split(cut) if q.area]
+    return out
+
+
+def force_count(pieces: list[Piece], n: int, merge: bool = True) -> list[Piece]:
+    """Split (or, with ``merge``, merge) pieces until there are ``n`` (ink allowing)."""
+    pieces = sorted(pieces, key=lambda p: p.left)
+    while len(pieces) < n:
+        height = _digit_height(pieces)
+        splittable = [p for p in pieces if p.width >= 4]
+        if not splittable:
+            break
+        widest = max(splittable, key=lambda p: p.width / height)
+        parts = max(2, min(n - len(pieces) + 1, round(widest.width / (0.7 * height))))
+        cut = valley(widest, parts, clear=False)
+        if cut is None:
+            break
+        i = pieces.index(widest)
+        pieces[i : i + 1] = [q for q in widest.split(cut) if q.area]
+    while merge and len(pieces) > n:
+        i = min(range(len(pieces)), key=lambda k: pieces[k].area)
+        neighbours = [k for k in (i - 1, i + 1) if 0 <= k < len(pieces)]
+        # The nearer neighbour by horizontal gap (negative when they overlap).
+        j = min(neighbours, key=lambda k: _gap(pieces[i], pieces[k]))
+        a, b = sorted((i, j))
+        pieces[a : b + 1] = [pieces[a].merged(pieces[b])]
+    return pieces
+
+
+#: Scores candidate digits: MNIST-style images ``(m, 28, 28)`` -> class probabilities ``(m, 10)``.
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+def segment(
+    gray: Any, expect_digits: int | None = None, scorer: Scorer | None = None
+) -> tuple[np.ndarray, list[Piece]]:
+    """The ink map of a picture and its digits as pieces, left to right.
+
+    ``gray`` is ``(H, W)`` in 0..255, either polarity. A tilted line of digits is turned
+    level first (:func:`line_tilt`); the ink map and pieces returned are then the turned
+    ones. With ``expect_digits`` and a ``scorer`` (a classifier), a picture that falls into
+    too few digits is over-cut and its pieces grouped into ``expect_digits`` the way the
+    classifier is surest of (:func:`best_grouping`). Each piece's mask holds all the ink that
+    belongs to it (see :func:`claim_ink`). Raises :class:`DeepnetError` for an empty picture
+    or one with no ink.
+    """
+    ink, pieces, _, _ = _segment(gray, expect_digits, scorer)
+    return ink, pieces
+
+
+def _segment(
+    gray: Any, expect_digits: int | None, scorer: Scorer | None
+) -> tuple[np.ndarray, list[Piece], float, list[np.ndarray] | None]:
+    """:func:`segment`, plus the tilt undone and the digits' images if already made."""
+    ink = ink_map(gray)
+    pieces, height, loose = _cut(ink)
+    tilt = line_tilt(pieces)
+    if abs(tilt) >= MIN_TILT:
+        ink = turn(ink, tilt)
+        pieces, height, loose = _cut(ink)
+    else:
+        tilt = 0.0
+    reach = max(2.0, 0.15 * height)
+    if expect_digits:
+        very_wide = any(p.width > REGROUP_WIDTH * height for p in pieces)
+        if scorer is not None and (len(pieces) != expect_digits or very_wide):
+            atoms = pieces if len(pieces) > expect_digits else over_cut(pieces, height)
+            atoms = force_count(atoms, expect_digits, merge=False)
+            atoms = claim_ink(atoms, loose, reach)
+            grouped, score, digits = best_grouping(ink, atoms, expect_digits, scorer, height)
+            if len(pieces) != expect_digits:
+                return ink, grouped, tilt, digits
+            # The right count already, with a piece as wide as two digits (and so, likely, a
+            # digit broken in two elsewhere): regroup only if the classifier is much surer.
+            pieces = sorted(claim_ink(pieces, loose, reach), key=lambda p: p.left)
+            kept_digits = [piece_digit(ink, p) for p in pieces]
+            proba = scorer(np.stack(kept_digits))
+            kept = sum(_digit_score(q, p, height) for q, p in zip(proba, pieces, strict=True))
+            if score > kept + REGROUP_MARGIN:
+                return ink, grouped, tilt, digits
+            return ink, pieces, tilt, kept_digits
+        pieces = force_count(pieces, expect_digits)
+    pieces = claim_ink(pieces, loose, reach=reach)
+    return ink, sorted(pieces, key=lambda p: p.left), tilt, None
+
+
+def _cut(ink: np.ndarray) -> tuple[list[Piece], float, np.ndarray]:
+    """Binarize, find the pieces, merge broken digits, split touching ones."""
+    strict, loose = binarize(ink)
+    pieces = components(strict)
+    if not pieces:
+        raise DeepnetError("no ink found: nothing in the picture stands out from the paper")
+    pieces = merge_stacked(drop_specks(pieces))
+    height = _digit_height(pieces)
+    pieces = [p for p in pieces if p.height >= 0.4 * height]
+    return split_touching(pieces, height), height, loose
+
+
+def line_tilt(pieces: Sequence[Piece]) -> float:
+    """The angle (degrees, counter-clockwise) of the line through the pieces' centres of mass.
+
+    0 for fewer than three pieces: two digits' heights say too little about a line.
+    """
+    if len(pieces) < 3:
+        return 0.0
+    centres = []
+    for p in pieces:
+        ys, xs = np.nonzero(p.mask)
+        centres.append((p.left + xs.mean(), p.top + ys.mean()))
+    x, y = np.array(centres).T
+    if np.ptp(x) == 0:
+        return 0.0
+    slope = np.polyfit(x, y, 1)[0]
+    # y grows downwards: a line falling to the right was turned clockwise.
+    return float(np.degrees(np.arctan(slope)))
+
+
+def turn(image: np.ndarray, angle: float) -> np.ndarray:
+    """``image`` turned ``angle`` degrees counter-clockwise, canvas grown to fit, 0 outside."""
+    pil = require("PIL.Image")
+    resampling = getattr(pil, "Resampling", pil)
+    im = pil.fromarray(np.asarray(image, dtype=np.float32), mode="F")
+    return np.array(im.rotate(angle, resample=resampling.BILINEAR, expand=True))
+
+
+def turn_boxes(
+    boxes: Sequence[tuple[int, int, int, int]],
+    angle: float,
+    shape: tuple[int, int],
+    new_shape: tuple[int, int],
+) -> list[tuple[int, int, int, int]]:
+    """The boxes enclosing ``boxes`` of a ``shape`` picture turned as :func:`turn` turns it
+    (``new_shape``: the turned picture's, whose centre the old centre maps to)."""
+    t = np.deg2rad(angle)
+    cos, sin = np.cos(t), np.sin(t)
+    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    ncy, ncx = (new_shape[0] - 1) / 2, (new_shape[1] - 1) / 2
+    turned = []
+    for top, left, bottom, right in boxes:
+        ys = np.array([top, top, bottom, bottom], float) - cy
+        xs = np.array([left, right, left, right], float) - cx
+        # Counter-clockwise on screen, where y points down.
+        nx, ny = cos * xs + sin * ys + ncx, -sin * xs + cos * ys + ncy
+        turned.append(
+            (int(ny.min()), int(nx.min()), int(np.ceil(ny.max())), int(np.ceil(nx.max())))
+        )
+    return turned
+
+
+def over_cut(pieces: list[Piece], height: float) -> list[Piece]:
+    """Cut every piece wider than :data:`WIDE` digit heights at its deepest valley, again and
+    again, so that each touching pair is cut somewhere (:func:`best_grouping` rejoins)."""
+    out, todo = [], list(pieces)
+    while todo:
+        p = todo.pop()
+        cut = valley(p, 2, clear=False) if p.width > WIDE * height else None
+        parts = [q for q in p.split(cut) if q.area] if cut is not None else [p]
+        if len(parts) < 2:
+            out.append(p)
+        else:
+            todo += parts
+    return sorted(out, key=lambda p: p.left)
+
+
+def best_grouping(
+    ink: np.ndarray, atoms: list[Piece], n: int, scorer: Scorer, height: float, most: int = 3
+) -> tuple[list[Piece], float, list[np.ndarray]]:
+    """``n`` digits from consecutive ``atoms`` (left to right), up to ``most`` per digit.
+
+    Dynamic programming over the groupings: a grouping scores the sum of its digits' log
+    probabilities (the classifier's best class), less a penalty for digits wider than
+    :data:`WIDE` heights, which are more likely two digits. Returns the digits as pieces,
+    the score and the digits as MNIST-style images.
+    """
+    atoms = sorted(atoms, key=lambda p: p.left)
+    spans, groups = [], {}
+    for i in range(len(atoms)):
+        g = atoms[i]
+        for j in range(i + 1, min(i + most, len(atoms)) + 1):
+            if j > i + 1:
+                g = g.merged(atoms[j - 1])
+                if g.width > 1.6 * height:  # two digits' width: never one digit
+                    break
+            spans.append((i, j))
+            groups[i, j] = g
+    digits = {s: piece_digit(ink, groups[s]) for s in spans}
+    proba = scorer(np.stack([digits[s] for s in spans]))
+    score = {s: _digit_score(p, groups[s], height) for s, p in zip(spans, proba, strict=True)}
+    # best[k][j]: the best score of k digits from the first j atoms, and where the last starts.
+    best = [[(-np.inf, -1)] * (len(atoms) + 1) for _ in range(n + 1)]
+    best[0][0] = (0.0, -1)
+    for k in range(1, n + 1):
+        for j in range(1, len(atoms) + 1):
+            for i in range(max(0, j - most), j):
+                prev, here = best[k - 1][i][0], score.get((i, j), -np.inf)
+                if prev + here > best[k][j][0]:
+                    best[k][j] = (prev + here, i)
+    if best[n][len(atoms)][0] == -np.inf:  # too many atoms to group: keep the count forced
+        pieces = force_count(atoms, n)
+        return pieces, -np.inf, [piece_digit(ink, p) for p in pieces]
+    out, j = [], len(atoms)
+    for k in range(n, 0, -1):
+        i = best[k][j][1]
+        out.append((i, j))
+        j = i
+    out.reverse()
+    return [groups[s] for s in out], best[n][len(atoms)][0], [digits[s] for s in out]
+
+
+def _digit_score(proba: np.ndarray, piece: Piece, height: float) -> float:
+    """The log probability of the best class, less a penalty for being wider than a digit."""
+    excess = max(0.0, piece.width / height - WIDE)
+    return float(np.log(max(float(proba.max()), 1e-12))) - 4.0 * excess
+
+
+def claim_ink(pieces: list[Piece], loose: np.ndarray, reach: float) -> list[Piece]:
+    """Grow each piece over the loose ink nearer to it than to any other, up to ``reach`` px.
+
+    The strict mask stops inside strokes' anti-aliased edges and drops faint bits; this gives
+    them back to their digit (2 px of edge always), and a speck further away stays out.
+    """
+    ndimage = require("scipy.ndimage")
+    labels = np.zeros(loose.shape, dtype=np.int32)
+    for k, p in enumerate(pieces, start=1):
+        labels[p.top : p.bottom, p.left : p.right][p.mask] = k
+    dist, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    owner = np.where((dist <= 2.0) | (loose & (dist <= reach)), labels[iy, ix], 0)
+    grown = []
+    for k, (rows, cols) in enumerate(ndimage.find_objects(owner, max_label=len(pieces)), 1):
+        grown.append(Piece(rows.start, cols.start, owner[rows, cols] == k))
+    return grown
+
+
+def piece_digit(ink: np.ndarray, piece: Piece) -> np.ndarray:
+    """The ink under ``piece`` as a 28×28 MNIST-style digit, stroke cores at full ink."""
+    crop = np.where(piece.mask, ink[piece.top : piece.bottom, piece.left : piece.right], 0.0)
+    # A dark frame, so that mnist_digit sees the light-on-dark polarity from the border.
+    digit = mnist_digit(np.pad(crop, 2))
+    # MNIST's strokes are flat-topped: 40% of its ink pixels are at 250 or more. A blurred or
+    # faint scan peaks only at the stroke centres (3% here before this stretch), which costs
+    # the CNN recipe 3 points of whole-code accuracy on the synthetic set.
+    stroke = digit[digit > 0.1 * 255]
+    level = 255.0
+    if stroke.size:  # np.partition: np.percentile's overhead is most of this function's time
+        k = min(int(stroke.size * STROKE_PERCENTILE / 100), stroke.size - 1)
+        level = float(np.partition(stroke, k)[k])
+    return np.minimum(digit * (255.0 / max(level, 1.0)), 255.0).astype(np.float32)
+
+
+def segment_digits(
+    gray: Any, expect_digits: int | None = None, scorer: Scorer | None = None
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """The digits of a picture as MNIST-style images ``(n, 28, 28)`` (0..255) and their boxes.
+
+    Boxes are ``(top, left, bottom, right)`` in the picture's pixels, left to right. See
+    :func:`segment` for ``expect_digits`` and ``scorer``.
+    """
+    ink, pieces, tilt, made = _segment(gray, expect_digits, scorer)
+    digits = np.stack(made or [piece_digit(ink, p) for p in pieces]).astype(np.float32)
+    boxes = [p.box for p in pieces]
+    if tilt:  # back to the picture's own pixels
+        shape = np.shape(gray)
+        boxes = turn_boxes(boxes, -tilt, ink.shape, (shape[0], shape[1]))
+    return digits, boxes
+
+
+# -- reading codes -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class CodeRead:
+    """What was read: the code, each digit's confidence and box, and whether a human must look."""
+
+    code: str
+    confidences: tuple[float, ...]
+    boxes: tuple[tuple[int, int, int, int], ...]
+    needs_human: bool
+    reason: str = ""
+
+    @property
+    def confidence(self) -> float:
+        """The least confident digit's probability: the code is as sure as its weakest digit."""
+        return min(self.confidences, default=0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "confidence": self.confidence,
+            "needs_human": self.needs_human,
+            "reason": self.reason,
+            "digits": [
+                {"digit": int(d), "confidence": c, "box": list(b)}
+                for d, c, b in zip(self.code, self.confidences, self.boxes, strict=True)
+            ],
+        }
+
+
+def model_normalizer(model: Any, normalize: str | None = None) -> Callable[[Any], np.ndarray]:
+    """Raw pixel rows (0..255) -> the model's inputs, normalized as in its training.
+
+    The one place postal reading takes the model's normalization from: the CLI's.
+    """
+    from deepnet.cli import model_normalization, normalizer
+
+    return normalizer(model, model_normalization(model, normalize))
+
+
+class CodeReader:
+    """Reads codes with one model: ``CodeReader(model).read(picture)``.
+
+    ``min_confidence``: a code with a digit below it needs a human; ``expect_digits``: the
+    code's known length (a code read with another length needs a human too).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        min_confidence: float = MIN_CONFIDENCE,
+        expect_digits: int | None = None,
+        normalize: str | None = None,
+    ) -> None:
+        if tuple(model.input_shape) != (28 * 28,) or tuple(model.output_shape) != (10,):
+            raise DeepnetError(
+                "reading codes needs a digit model with 784 inputs and 10 outputs, got "
+                f"{tuple(model.input_shape)} -> {tuple(model.output_shape)}"
+            )
+        if not 0.0 <= min_confidence <= 1.0:
+            raise DeepnetError(f"min_confidence must be in [0, 1], got {min_confidence}")
+        if expect_digits is not None and expect_digits < 1:
+            raise DeepnetError(f"expect_digits must be at least 1, got {expect_digits}")
+        self.model = model
+        self.min_confidence = min_confidence
+        self.expect_digits = expect_digits
+        self.prepare = model_normalizer(model, normalize)
+
+    def segment(self, picture: Any) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+        """The normalized digits ``(n, 28, 28)`` and boxes of a picture (array or path)."""
+        if isinstance(picture, str | Path):
+            try:
+                return segment_digits(read_grayscale(picture), self.expect_digits, self.score)
+            except DataFormatError:
+                raise
+            except DeepnetError as exc:
+                raise DataFormatError(f"{picture}: {exc}") from None
+        return segment_digits(picture, self.expect_digits, self.score)
+
+    def score(self, digits: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(m, 10)`` of MNIST-style digits ``(m, 28, 28)`` (0..255)."""
+        return self.model.predict_proba(self.prepare(digits.reshape(len(digits), -1)))
+
+    def read_many(self, pictures: Sequence[Any], jobs: int = 1) -> list[CodeRead]:
+        """Read several pictures, classifying all their digits in one batch.
+
+        ``jobs`` > 1 segments them in that many processes (forked, where the system can).
+        """
+        if jobs > 1 and len(pictures) > 1 and "fork" in mp.get_all_start_methods():
+            global _FORKED
+            _FORKED = self  # forked workers inherit it: nothing to pickle but the pictures
+            try:
+                with warnings.catch_warnings():
+                    # Python 3.12+ warns on fork in a threaded process (OpenBLAS's threads); the
+                    # workers only run numpy, scipy and Pillow on their own pictures.
+                    warnings.filterwarnings("ignore", ".*fork.*", DeprecationWarning)
+                    pool = mp.get_context("fork").Pool(jobs)
+                with pool:
+                    chunk = max(1, len(pictures) // (4 * jobs))
+                    return self.classify(pool.map(_segment_forked, pictures, chunksize=chunk))
+            finally:
+                _FORKED = None
+        return self.classify([self.segment(p) for p in pictures])
+
+    def read(self, picture: Any) -> CodeRead:
+        """Read one picture (an ``(H, W)`` array in 0..255 or a path)."""
+        return self.read_many([picture])[0]
+
+    def classify(
+        self, segmented: Sequence[tuple[np.ndarray, list[tuple[int, int, int, int]]]]
+    ) -> list[CodeRead]:
+        """Codes from already segmented pictures (the output of :meth:`segment`)."""
+        if not segmented:
+            return []
+        rows = np.concatenate([d.reshape(len(d), -1) for d, _ in segmented])
+        proba = self.model.predict_proba(self.prepare(rows))
+        reads, start = [], 0
+        for digits, boxes in segmented:
+            p = proba[start : start + len(digits)]
+            start += len(digits)
+            reads.append(self._code(p, boxes))
+        return reads
+
+    def _code(self, proba: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> CodeRead:
+        code = "".join(str(int(k)) for k in proba.argmax(axis=1))
+        conf = tuple(float(v) for v in proba.max(axis=1))
+        reason = ""
+        if self.expect_digits and len(code) != self.expect_digits:
+            reason = f"{len(code)} digits found, {self.expect_digits} expected"
+        elif min(conf) < self.min_confidence:
+            k = int(np.argmin(conf))
+            reason = f"digit {k + 1} ({code[k]}) at {conf[k]:.1%} < {self.min_confidence:.1%}"
+        return CodeRead(code, conf, tuple(boxes), bool(reason), reason)
+
+
+_FORKED: CodeReader | None = None
+
+
+def _segment_forked(picture: Any) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    assert _FORKED is not None
+    return _FORKED.segment(picture)
+
+
+def read_code(
+    model: Any,
+    picture: Any,
+    *,
+    min_confidence: float = MIN_CONFIDENCE,
+    expect_digits: int | None = None,
+    normalize: str | None = None,
+) -> CodeRead:
+    """Read the code in ``picture`` (a path, or ``(H, W)`` grayscale 0..255) with ``model``."""
+    reader = CodeReader(
+        model, min_confidence=min_confidence, expect_digits=expect_digits, normalize=normalize
+    )
+    return reader.read(picture)
+
+
+def save_debug(
+    directory: str | Path, stem: str, digits: np.ndarray, read: CodeRead | None = None
+) -> list[Path]:
+    """Write each normalized digit as ``STEM-K.png`` (or ``STEM-K-DIGIT.png``) in ``directory``."""
+    pil = require("PIL.Image")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, d in enumerate(digits, start=1):
+        label = f"-{read.code[k - 1]}" if read is not None else ""
+        path = out / f"{stem}-{k}{label}.png"
+        pil.fromarray(np.clip(d, 0, 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,59 @@
+"""Smoke test of benchmarks/run.py: every implementation trains on a small subset, no timing."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.fixture(scope="module")
+def small(bench):
+    return bench.load(600)
+
+
+def test_deepnet_and_the_numpy_reference_train_the_same_net(bench, small):
+    # Same initial weights, same batches in the same order, same arithmetic: the weights agree.
+    cfg = bench.CONFIGS["A"]
+    ours = bench.Deepnet(cfg, small.x_train, small.y_train, seed=0)
+    ours.train(2, lambda epoch, seconds: None)
+    x = bench.normalized(small.x_train, cfg, small.x_train)
+    ref = bench.NumpyReference(cfg, x, small.y_train, seed=0)
+    for order in bench.epoch_orders(0, len(x), 2):
+        ref.epoch(order)
+    for layer, w in zip(ours.model.layers[1:], ref.params[::2], strict=True):
+        np.testing.assert_allclose(layer.params["W"], w, rtol=1e-3, atol=1e-5)
+
+
+def test_one_round_of_every_config_prints_the_table(bench, capsys):
+    optional = [n for n in ("torch", "sklearn") if importlib.util.find_spec(n)]
+    impls = ",".join(["numpy", "matmul", *optional])
+    bench.main(["--limit=600", "--rounds=1", f"--impls={impls}", "--no-memory"])
+    out = capsys.readouterr().out
+    for name in bench.CONFIGS:
+        assert f"\n{name}: " in out
+    for name in ["deepnet", "numpy", *optional]:
+        rows = re.findall(rf"^  {name} +\d+\.\d+ +\d+\.\d+ +\d+\.\d+%$", out, re.MULTILINE)
+        assert len(rows) == len(bench.CONFIGS), out
+    assert "of the matmul bound" in out and "predict, 784-50-25-10" in out
+
+
+def test_memory_probe_reports_peak_rss(bench):
+    mb = bench.peak_memory("deepnet", limit=600)
+    assert mb is not None and 20 < mb < 1000

@@ -1,0 +1,213 @@
+"""Reading postal codes: segmentation, polarity, touching digits, the CLI, the synthetic set."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageDraw
+
+from deepnet import Dense, Model
+from deepnet.cli import main
+from deepnet.core.errors import DataFormatError, DeepnetError
+from deepnet.postal import CodeReader, components, ink_map, segment, segment_digits
+from deepnet.postal_set import accuracy_at_rejection, compose_strip, mnist_test_digits
+
+
+@pytest.fixture(scope="module")
+def test_digits():
+    return mnist_test_digits()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A small digit model trained here on MNIST training images (a few seconds)."""
+    from deepnet.datasets import load_mnist
+
+    data = load_mnist()
+    m = Model([Dense(128, "relu"), Dense(10, "softmax")])
+    sgd = {"name": "sgd", "momentum": 0.9, "nesterov": True}
+    m.fit(data.x_train[:30000], data.y_train[:30000], epochs=3, optimizer=sgd, lr=0.1, seed=0)
+    path = tmp_path_factory.mktemp("postal") / "m.npz"
+    m.save(path)
+    return m, path
+
+
+def strip(test_digits, code: str, seed: int, touch_rate: float = 0.0):
+    images, labels = test_digits
+    rng = np.random.default_rng(seed)
+    picks = [images[rng.choice(np.flatnonzero(labels == int(d)))] for d in code]
+    return compose_strip(picks, rng, touch_rate=touch_rate)
+
+
+def inside(found, true) -> bool:
+    """The found box's center lies in the true box, and the boxes overlap mostly."""
+    (t, left, b, r), (tt, tl, tb, tr) = found, true
+    cy, cx = (t + b) / 2, (left + r) / 2
+    inter = max(0, min(b, tb) - max(t, tt)) * max(0, min(r, tr) - max(left, tl))
+    return tt <= cy <= tb and tl <= cx <= tr and inter >= 0.6 * (tb - tt) * (tr - tl)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_strips_are_cut_at_their_known_boxes(test_digits, seed):
+    picture, boxes = strip(test_digits, "75008", seed)
+    digits, found = segment_digits(picture)
+    assert digits.shape == (5, 28, 28) and digits.dtype == np.float32
+    assert all(inside(f, t) for f, t in zip(found, boxes, strict=True)), (found, boxes)
+
+
+def test_polarity_does_not_change_the_cut(test_digits):
+    picture, _ = strip(test_digits, "31415", 3)
+    a, boxes_a = segment_digits(picture)
+    b, boxes_b = segment_digits(255 - picture)
+    assert boxes_a == boxes_b
+    np.testing.assert_allclose(a, b, atol=2.0)
+
+
+def test_unevenly_lit_paper_is_still_paper(test_digits):
+    picture, boxes = strip(test_digits, "75008", 2)
+    if np.median(picture) < 128:
+        picture = 255 - picture
+    # A photo lit from the right: the paper darkens to 45% of its brightness on the left.
+    shade = np.linspace(0.45, 1.0, picture.shape[1])[None, :]
+    _, found = segment_digits(picture * shade)
+    assert len(found) == 5 and all(inside(f, t) for f, t in zip(found, boxes, strict=True))
+
+
+def rings(gap: int, bridge: bool = True) -> np.ndarray:
+    """Two drawn zeros ``gap`` px apart, dark on light, joined by a short stroke if ``bridge``."""
+    im = Image.new("L", (140 + gap, 80), 235)
+    draw = ImageDraw.Draw(im)
+    draw.ellipse((10, 10, 60, 70), outline=20, width=7)
+    draw.ellipse((60 + gap, 10, 110 + gap, 70), outline=20, width=7)
+    if bridge:  # as a pen that did not lift between the digits
+        draw.line((58, 52, 62 + gap, 52), fill=20, width=4)
+    return np.asarray(im, dtype=np.float64)
+
+
+def test_touching_digits_are_split_at_the_valley():
+    picture = rings(6)
+    assert len(components(ink_map(picture) > 128)) == 1  # one blob of ink
+    _, pieces = segment(picture)
+    assert len(pieces) == 2
+    # The cut falls on the bridge (columns 60..66), not inside either ring.
+    assert 58 <= pieces[0].right <= 68 and 58 <= pieces[1].left <= 68
+
+
+def test_one_digit_wide_enough_is_not_split():
+    im = Image.new("L", (100, 80), 235)
+    ImageDraw.Draw(im).ellipse((10, 10, 75, 70), outline=20, width=7)  # a wide zero
+    _, pieces = segment(np.asarray(im, dtype=np.float64))
+    assert len(pieces) == 1
+
+
+def test_expected_length_splits_and_merges():
+    _, pieces = segment(rings(-4, bridge=False), expect_digits=2)
+    assert len(pieces) == 2
+    _, pieces = segment(rings(20, bridge=False), expect_digits=1)  # two apart, one expected: merged
+    assert len(pieces) == 1
+
+
+def test_blank_and_empty_pictures_are_errors():
+    with pytest.raises(DeepnetError, match="no ink found"):
+        segment(np.full((40, 120), 250.0))
+    with pytest.raises(DeepnetError, match="non-empty 2-D"):
+        segment(np.zeros((0, 10)))
+
+
+def test_reader_reads_codes_and_flags_doubtful_ones(test_digits, model):
+    m, _ = model
+    right = 0
+    for seed in range(10):
+        picture, _ = strip(test_digits, "75008", seed)
+        read = CodeReader(m, expect_digits=5).read(picture)
+        assert len(read.code) == 5 and len(read.confidences) == 5
+        assert read.confidence == min(read.confidences)
+        assert read.needs_human == (read.confidence < 0.9)
+        right += read.code == "75008"
+    assert right >= 7
+    assert CodeReader(m, min_confidence=1.0).read(picture).needs_human
+    # A known length is met by splitting the widest piece.
+    assert len(CodeReader(m, expect_digits=6).read(picture).code) == 6
+
+
+def test_accuracy_at_rejection_drops_the_least_confident_first():
+    correct = np.array([True, False, True, True, False])
+    confidence = np.array([0.9, 0.2, 0.8, 0.99, 0.5])
+    assert accuracy_at_rejection(correct, confidence, 0.0) == (0.6, 0.0)
+    assert accuracy_at_rejection(correct, confidence, 0.4) == (1.0, 0.8)
+
+
+def invoke(*args, code: int = 0):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == code, (result.output, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return result
+
+
+def test_cli_reads_a_code_from_a_png(test_digits, model, tmp_path):
+    m, path = model
+    picture, _ = strip(test_digits, "75008", 1)
+    png = tmp_path / "envelope.png"
+    Image.fromarray(picture).save(png)
+    expected = CodeReader(m, expect_digits=5).read(png)
+    debug = tmp_path / "d"
+    out = invoke("predict", path, png, "--code", "--expect-digits", 5, "--debug-dir", debug)
+    assert out.output.startswith(f"{png}: {expected.code}  (")
+    assert f"{expected.confidences[0]:.1%}" in out.output
+    assert len(list((tmp_path / "d").glob("envelope-*.png"))) == 5
+    with Image.open(tmp_path / "d" / f"envelope-1-{expected.code[0]}.png") as im:
+        assert im.size == (28, 28)
+    doubt = invoke("predict", path, png, "--code", "--min-confidence", 1, "--json").output
+    doubt = json.loads(doubt)
+    assert doubt[0]["needs_human"] and len(doubt[0]["digits"]) == len(doubt[0]["code"])
+
+
+def test_cli_errors_are_one_line(model, tmp_path):
+    _, path = model
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not a picture")
+    out = invoke("predict", path, garbage, "--code", code=2)
+    assert "garbage.png: not a picture" in out.output and len(out.output.splitlines()) == 1
+    blank = tmp_path / "blank.png"
+    Image.new("L", (120, 40), 240).save(blank)
+    out = invoke("predict", path, blank, "--code", code=2)
+    assert "blank.png: no ink found" in out.output
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert "empty.png" in invoke("predict", path, empty, "--code", code=2).output
+    assert "no such file" in invoke("predict", path, tmp_path / "x.png", "--code", code=2).output
+
+
+def test_synth_and_eval_on_a_small_set(model, tmp_path):
+    _, path = model
+    invoke("postal", "synth", tmp_path / "set", "--count", 20, "--seed", 4)
+    with open(tmp_path / "set" / "codes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 20 and all(len(r["code"]) == 5 for r in rows)
+    with Image.open(tmp_path / "set" / rows[0]["file"]) as im:
+        assert im.mode == "L"
+    # The same seed gives the same set.
+    invoke("postal", "synth", tmp_path / "again", "--count", 20, "--seed", 4)
+    assert (tmp_path / "again" / rows[0]["file"]).read_bytes() == (
+        tmp_path / "set" / rows[0]["file"]
+    ).read_bytes()
+    result = json.loads(invoke("postal", "eval", path, tmp_path / "set", "--json").output)
+    assert result["codes"] == 20 and result["right_length"] == 1.0
+    assert result["digit_accuracy"] >= 0.85 and result["code_accuracy"] >= 0.5
+    rates = [row["rejection"] for row in result["rejection_table"]]
+    assert rates[0] == 0.0 and result["rejection_table"][0]["accuracy"] == result["code_accuracy"]
+    two = json.loads(invoke("postal", "eval", path, tmp_path / "set", "--jobs", 2, "--json").output)
+    assert two["code_accuracy"] == result["code_accuracy"] and two["errors"] == result["errors"]
+    text = invoke("postal", "eval", path, tmp_path / "set", "--limit", 5).output
+    assert "codes read exactly" in text and "codes/s" in text
+    assert "no such file" in invoke("postal", "eval", path, tmp_path, code=2).output
+
+
+def test_reading_a_missing_file_through_the_api_names_it(model, tmp_path):
+    m, _ = model
+    with pytest.raises(DataFormatError, match=r"nothing\.png"):
+        CodeReader(m).read(tmp_path / "nothing.png")
