@@ -26,6 +26,7 @@ import numpy as np
 from deepnet import __version__
 from deepnet._extras import MissingExtraError, require
 from deepnet.core import plugins
+from deepnet.core.checkpoint import open_checkpoint
 from deepnet.core.components import KINDS, Callback
 from deepnet.core.data import NORMALIZATIONS, Dataset, load_idx_dir
 from deepnet.core.errors import (
@@ -549,7 +550,7 @@ def _describe(recipe: Recipe, n_features: int) -> str:
 @click.option("--layers", metavar="SPEC", help="Dense layers, output included: 50:tanh,10:softmax")
 @click.option("--loss", metavar="NAME", help="Loss (see `deepnet list loss`).")
 @click.option("--optimizer", metavar="NAME", help="Optimizer, with its defaults.")
-@click.option("--lr", type=float, help="Base learning rate.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Base learning rate.")
 @click.option("--momentum", type=float, help="The optimizer's momentum.")
 @click.option(
     "--opt-param",
@@ -582,6 +583,8 @@ def _describe(recipe: Recipe, n_features: int) -> str:
 @click.option("--out", metavar="MODEL", help="Save the trained model here (.npz).")
 @click.option("--plot", metavar="FILE.png", help="Draw the learning curves (needs deepnet[plot]).")
 @click.option("--history", metavar="FILE", help="Write per-epoch metrics (.json, or .csv).")
+@click.option("--checkpoint", metavar="FILE", help="Save the training state here every epoch.")
+@click.option("--resume", is_flag=True, help="Continue from --checkpoint (same options).")
 def train(
     preset: str,
     dtype: str,
@@ -591,6 +594,8 @@ def train(
     out: str | None,
     plot: str | None,
     history: str | None,
+    checkpoint: str | None,
+    resume: bool,
     **opts: Any,
 ) -> None:
     """Train a model on MNIST (or any IDX directory) and report its accuracy.
@@ -601,6 +606,9 @@ def train(
     reg = registry()
     recipe = build_recipe(preset, **opts)
     validate_recipe(reg, recipe, dtype)
+    # Fail before data loading (fit checks again): no checkpoint to resume, or one in the way.
+    if resumed := open_checkpoint(checkpoint, resume):
+        click.echo(f"resuming from {checkpoint}: {resumed.epoch} of {recipe.epochs} epochs done")
     if plot:
         require("matplotlib")  # before training, not after
     # Raw uint8 pixels: the model normalizes them in its first layer (run_recipe).
@@ -622,7 +630,9 @@ def train(
     )
     isatty = getattr(sys.stdout, "isatty", None)
     progress = Progress(recipe.epochs, bar=bool(isatty and isatty()))
-    model, summary = run_recipe(recipe, data, dtype=dtype, callbacks=[progress])
+    model, summary = run_recipe(
+        recipe, data, dtype=dtype, callbacks=[progress], checkpoint=checkpoint, resume=resume
+    )
     model.meta["data"] = {**source, "normalize": recipe.normalize, "limit": limit}
     if out:
         click.echo(f"saved model: {model.save(out)}")
@@ -943,8 +953,9 @@ def model_info(path: str) -> dict[str, Any]:
     header, arrays = read_header(path)
     counts: dict[int, int] = {}
     for key, value in arrays.items():
-        _, index, group, *_ = key.split(".")
-        if group == "params":
+        # Layer arrays only (a checkpoint also holds optimizer.*); load checks the names.
+        _, index, group, *_ = [*key.split("."), "", "", ""]
+        if key.startswith("layers.") and index.isdigit() and group == "params":
             counts[int(index)] = counts.get(int(index), 0) + int(value.size)
     layers = [
         {**item, "params": counts.get(i, 0)} for i, item in enumerate(header.get("layers", []))
@@ -991,6 +1002,9 @@ def info(model_path: str, as_json: bool) -> None:
             f"schedule {_config_text(training.get('schedule', {}))}, seed {training.get('seed')}, "
             f"shuffle {training.get('shuffle')}, {training.get('samples')} samples"
         )
+    if isinstance(ckpt := h.get("checkpoint"), dict):
+        epochs = (ckpt.get("settings") or {}).get("epochs")
+        click.echo(f"checkpoint: {ckpt.get('epoch')} of {epochs} epochs done (train --resume)")
     if meta.get("recipe"):
         click.echo(f"preset: {meta['recipe']}")
     if data := meta.get("data"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -146,6 +147,8 @@ def run_recipe(
     *,
     dtype: str = "float32",
     callbacks: Sequence[Any] = (),
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
     **overrides: Any,
 ) -> tuple[Model, dict[str, float]]:
     """Train ``recipe`` on ``data`` (default: the bundled MNIST's raw pixels).
@@ -155,13 +158,16 @@ def run_recipe(
     and the model file carries its preprocessing. Float data is taken as already normalized.
     ``overrides`` replace recipe fields (``epochs=2``). Returns the model and a summary with
     ``train_accuracy``, ``dev_accuracy``, ``test_accuracy`` and ``seconds`` (training only).
+    ``checkpoint`` and ``resume`` are passed to :meth:`Model.fit`.
     """
     recipe = attrs.evolve(recipe, **overrides)
     if data is None:
         from deepnet.datasets import load_mnist
 
         data = load_mnist(normalize="none", dtype="uint8")
-    model, summary = train_recipe(recipe, data.x_train, data.y_train, dtype, callbacks)
+    model, summary = train_recipe(
+        recipe, data.x_train, data.y_train, dtype, callbacks, checkpoint=checkpoint, resume=resume
+    )
     summary["test_accuracy"] = model.evaluate(data.x_test, data.y_test)["accuracy"]
     model.meta["metrics"] = summary
     return model, summary
@@ -173,13 +179,17 @@ def train_recipe(
     y: Any,
     dtype: str = "float32",
     callbacks: Sequence[Any] = (),
+    *,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> tuple[Model, dict[str, float]]:
     """Train ``recipe`` on inputs ``x`` (N, ...) and labels ``y`` (N,), no test set.
 
     Integer ``x`` is raw pixels, normalized by the model's own first layer; float ``x`` is
     taken as already normalized. Holds out ``recipe.dev_fraction`` as the dev set. Returns the
     model and a summary with ``train_accuracy``, ``dev_accuracy``, ``dev_loss``, ``seconds``
-    (training only) and ``epochs``.
+    (training only) and ``epochs``. ``checkpoint`` and ``resume`` are passed to
+    :meth:`Model.fit`.
     """
     model = recipe.model(dtype, raw_pixels=np.issubdtype(np.asarray(x).dtype, np.integer))
     # Split here rather than in fit so that train accuracy is measured without the dev part.
@@ -197,8 +207,12 @@ def train_recipe(
         shuffle=recipe.shuffle,
         seed=recipe.seed,
         callbacks=callbacks,
+        checkpoint=checkpoint,
+        resume=resume,
     )
     seconds = time.perf_counter() - start
+    if resume:  # the checkpoint's epochs were timed by the run that made them
+        seconds = sum(e["seconds"] for e in history.epochs)
     last = history.epochs[-1]
     summary = {
         "train_accuracy": model.evaluate(x_train, y_train)["accuracy"],

@@ -29,11 +29,8 @@ import attrs
 import numpy as np
 
 from deepnet.core.data import (
-    MNIST_FILES,
     Dataset,
-    _find,
-    _read_images,
-    _read_labels,
+    read_idx_split,
 )
 from deepnet.core.errors import DeepnetError, DivergenceError
 from deepnet.core.model import Model
@@ -95,12 +92,7 @@ class IdxData:
     def _read(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         from deepnet.datasets import MNIST_DIR
 
-        directory = Path(self.directory) if self.directory else MNIST_DIR
-        if not directory.is_dir():
-            raise FileNotFoundError(f"{directory}: no such data directory")
-        images = _find(directory, MNIST_FILES[f"{split}_images"])
-        x = _read_images(images)
-        y = _read_labels(_find(directory, MNIST_FILES[f"{split}_labels"]), x, images)
+        x, y = read_idx_split(self.directory or MNIST_DIR, split)
         x = x.reshape(len(x), -1)[: self.limit]
         return x, y[: self.limit]
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ import pytest
 import deepnet
 from deepnet import Dense, Model, ModelFormatError
 from deepnet.core import serialization
+from deepnet.core.plugins import load_plugins
+from deepnet.testing import using_registry
 
 
 @pytest.fixture
@@ -143,3 +147,79 @@ def test_truncated_file_is_refused(trained, tmp_path):
     with pytest.raises(ModelFormatError):
         deepnet.load(path)
     assert not zipfile.is_zipfile(path)
+
+
+# -- damaged, foreign and future files ---------------------------------------------------
+
+
+@pytest.fixture
+def model_path(trained, tmp_path) -> Path:
+    return trained.save(tmp_path / "m.npz")
+
+
+def test_header_records_the_deepnet_version(model_path):
+    header, _ = serialization.read_header(model_path)
+    assert header["deepnet_version"] == deepnet.__version__
+    assert header["format_version"] == serialization.FORMAT_VERSION
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda h, a: h.update(format_version=99, deepnet_version="9.0"),
+         r"model format 99 \(written by deepnet 9\.0\) is newer than this deepnet reads "
+         r"\(1 to 1\); upgrade deepnet"),
+        (lambda h, a: h.update(format_version=0),
+         r"model format 0 .* is older than this deepnet reads \(1 to 1\)"),
+        (lambda h, a: h.update(format_version="1"), r"damaged model header \(format_version '1'\)"),
+        (lambda h, a: a.update({"layers.0.params.W": a["layers.0.params.W"].astype(np.float64)}),
+         r"weights do not fit the architecture: layer 0 params\.W is float64 \(4, 6\), "
+         r"expected float32 \(4, 6\)"),
+        (lambda h, a: a["layers.1.params.b"].__setitem__(0, np.nan),
+         r"layer 1 params\.b has NaN or infinite values"),
+        (lambda h, a: a.update({"layers.7.params.W": np.zeros(2)}),
+         r"unexpected array 'layers\.7\.params\.W'"),
+        (lambda h, a: a.update({"layers.0.params.extra": np.zeros(2)}),
+         r"layer 0 has no params\.extra"),
+        (lambda h, a: h["layers"][0]["config"].update(units=-3),
+         r"damaged model header: units must be"),
+        (lambda h, a: h.pop("loss"), r"damaged model header \(KeyError: 'loss'\)"),
+    ],
+)  # fmt: skip
+def test_damaged_model_files_are_named(model_path, change, message):
+    rewrite_header(model_path, change)
+    with pytest.raises(ModelFormatError, match=rf"^{re.escape(str(model_path))}: .*{message}"):
+        deepnet.load(model_path)
+
+
+def test_an_npy_claiming_more_than_the_archive_holds_is_refused(model_path):
+    import zipfile
+
+    with zipfile.ZipFile(model_path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    # Claim 2**40 float32 values in the header of the first layer's weights.
+    members["layers.0.params.W.npy"] = members["layers.0.params.W.npy"].replace(
+        b"(4, 6)", b"(1099511627776,)"
+    )
+    with zipfile.ZipFile(model_path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with pytest.raises(ModelFormatError, match=r"claims 4398046511104 bytes but holds"):
+        deepnet.load(model_path)
+
+
+def test_a_model_needing_a_disabled_plugin_names_it_and_its_distribution(blobs, tmp_path):
+    model = Model([Dense(6, "relu"), {"name": "dropout", "rate": 0.2}, Dense(3, "softmax")])
+    model.fit(*blobs, epochs=1, seed=0)
+    path = model.save(tmp_path / "m.npz")
+    with (
+        using_registry(load_plugins(disabled=["deepnet-plugins-contrib"])),
+        pytest.raises(
+            ModelFormatError,
+            match=r"m\.npz: the model needs layer 'dropout' from the distribution "
+            r"deepnet-plugins-contrib 0\.1\.0, which is not installed or is disabled; install "
+            r"it with: pip install deepnet-plugins-contrib",
+        ),
+    ):
+        deepnet.load(path)
+    assert deepnet.load(path).predict(blobs[0]).shape == (300,)

@@ -33,6 +33,7 @@ __all__ = [
     "fetch_idx_files",
     "load_idx_dir",
     "read_idx",
+    "read_idx_split",
     "train_dev_split",
 ]
 
@@ -166,6 +167,19 @@ def _read_labels(path: Path, images: np.ndarray, images_path: Path) -> np.ndarra
     return y.astype(np.int64)
 
 
+def read_idx_split(directory: StrPath, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split ("train" or "test") of an MNIST-layout directory: images (N, H, W) uint8 and
+    labels (N,) int64, reading only that split's two files."""
+    if split not in ("train", "test"):
+        raise InvalidArgumentError(f"split must be 'train' or 'test', got {split!r}")
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such data directory")
+    images = _find(directory, MNIST_FILES[f"{split}_images"])
+    x = _read_images(images)
+    return x, _read_labels(_find(directory, MNIST_FILES[f"{split}_labels"]), x, images)
+
+
 def pixel_stats(x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel mean and std (float64, shape ``x_train.shape[1:]``) of training images.
 
@@ -247,18 +261,15 @@ def load_idx_dir(
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such data directory")
+    # Every file is looked for first, so that a missing one fails before minutes of reading.
     paths = {role: _find(directory, stem) for role, stem in MNIST_FILES.items()}
-
-    x_train = _read_images(paths["train_images"])
-    x_test = _read_images(paths["test_images"])
+    x_train, y_train = read_idx_split(directory, "train")
+    x_test, y_test = read_idx_split(directory, "test")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataFormatError(
             f"{paths['test_images']}: images are {x_test.shape[1]}x{x_test.shape[2]} but "
             f"{paths['train_images']} has {x_train.shape[1]}x{x_train.shape[2]}"
         )
-    y_train = _read_labels(paths["train_labels"], x_train, paths["train_images"])
-    y_test = _read_labels(paths["test_labels"], x_test, paths["test_images"])
-
     x_train, x_test = _normalize_pair(x_train, x_test, normalize, dt)
     if flatten:
         x_train = x_train.reshape(len(x_train), -1)

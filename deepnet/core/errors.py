@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DeepnetError(Exception):
     """Base class of every deepnet error meant for users."""
@@ -56,4 +58,11 @@ class ModelFormatError(DeepnetError, ValueError):
 
 
 class DivergenceError(DeepnetError, FloatingPointError):
-    """Training produced a non-finite loss; the model keeps its last finite weights."""
+    """Training produced a non-finite loss; the model keeps its last finite weights.
+
+    ``history`` holds the metrics of the epochs completed before it (a ``History``).
+    """
+
+    def __init__(self, message: str, history: Any = None):
+        super().__init__(message)
+        self.history = history

@@ -6,6 +6,7 @@ import copy
 import csv
 import json
 import math
+import numbers
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from deepnet.core.checkpoint import fingerprint, open_checkpoint, save_checkpoint
 from deepnet.core.components import Callback
 from deepnet.core.data import train_dev_split
 from deepnet.core.errors import DeepnetError, DivergenceError, ShapeError
@@ -68,6 +70,8 @@ def fit(
     shuffle: bool = True,
     seed: int | None = None,
     callbacks: Sequence[Any] = (),
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
 ) -> History:
     """Train ``model`` on ``x`` ``(N, *input_shape)`` and labels ``y`` ``(N,)`` or ``(N, K)``.
 
@@ -79,15 +83,26 @@ def fit(
     batches (in training mode); dev metrics are computed in evaluation mode after each epoch.
 
     A non-finite loss raises :class:`DivergenceError` with the weights of the last complete
-    epoch restored. The same seed gives bit-identical results. Integer ``x`` (uint8 pixels) is
-    cast batch by batch, never copied whole; when fit builds the model it first adapts its
-    leading data-dependent layers (``normalize``) to the training part (dev set excluded).
+    epoch restored and the history so far (``exc.history``, and ``model.meta["history"]``).
+    The same seed gives bit-identical results. Integer ``x`` (uint8 pixels) is cast batch by
+    batch, never copied whole; when fit builds the model it first adapts its leading
+    data-dependent layers (``normalize``) to the training part (dev set excluded).
+
+    ``checkpoint=PATH`` saves the training state there after every epoch (atomically; see
+    :mod:`deepnet.core.checkpoint`); ``resume=True`` continues from it, with the same settings
+    and data, to the same final weights as an uninterrupted run. Without ``resume`` an
+    existing file at ``PATH`` is an error, never overwritten.
     """
     registry = get_registry()
     if not (isinstance(epochs, int) and epochs >= 1):
         raise DeepnetError(f"epochs must be a positive integer, got {epochs!r}")
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise DeepnetError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if lr is not None and not (isinstance(lr, numbers.Real) and 0 < lr < math.inf):
+        raise DeepnetError(f"lr must be a positive number, got {lr!r}")
+    resumed = open_checkpoint(checkpoint, resume)
+    if resumed is not None and seed is None:  # the checkpoint's run drew its seed
+        seed = resumed.settings.get("seed")
     x = np.asarray(x)
     if len(x) != len(y):
         raise ShapeError(f"x has {len(x)} samples but y has {len(y)}")
@@ -135,10 +150,31 @@ def fit(
         "optimizer": registry.config_of(opt), "schedule": registry.config_of(sched),
         "loss": registry.config_of(model.loss),
     }  # fmt: skip
+    if checkpoint is not None:
+        dev_data = () if x_dev is None else (x_dev, y_dev)
+        settings = {**model.meta["training"], "data_crc32": fingerprint(x, y_all, *dev_data)}
+        training_state = {"settings": settings, "rng": rng, "optimizer_state": state}
+    if resumed is not None:
+        resumed.restore(model, settings, rng, state)
+        history.epochs = list(resumed.history["epochs"])
+        history.stopped_early = bool(resumed.history.get("stopped_early"))
+    start_epoch = 0 if resumed is None else epochs if history.stopped_early else resumed.epoch
+
+    def diverged(what: str) -> DivergenceError:
+        """Restore the weights of the epoch's start; say what happened and what to try."""
+        model.set_weights(snapshot)
+        model.meta["history"] = history.to_dict()
+        restored = f"the end of epoch {epoch}" if epoch else "their initial values"
+        hint = "Lower the learning rate, use a scaled initializer or check the data"
+        if resumed is not None and epoch == start_epoch:
+            hint += f" (or {checkpoint}, resumed from, is damaged)"
+        return DivergenceError(
+            f"{what} (lr {lr_now:g}); weights restored to {restored}. {hint}", history=history
+        )
 
     for cb in cbs:
         cb.on_train_begin(model)
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
         start = time.perf_counter()
         snapshot = model.get_weights()
         # Batches are gathered one by one: a shuffled copy of the whole set at every epoch
@@ -158,20 +194,19 @@ def fit(
                 grads = model.backward(caches, yb)
                 loss += model.regularize(grads)
             if not math.isfinite(loss):
-                model.set_weights(snapshot)
-                raise DivergenceError(
-                    f"loss became {loss} at epoch {epoch + 1}, batch {b + 1} (lr {lr_now:g}); "
-                    f"weights restored to the end of epoch {epoch}. Lower the learning rate, "
-                    "use a scaled initializer or check the data"
-                )
+                raise diverged(f"loss became {loss} at epoch {epoch + 1}, batch {b + 1}")
             lr_now = sched(base_lr, epoch + b / n_batches, epochs)
-            opt.step(params, [grads[i][name] for i, name in keys], state, lr_now)
-            model.constrain()
+            # Likewise a bad step (or a damaged optimizer state) shows as the next loss.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                opt.step(params, [grads[i][name] for i, name in keys], state, lr_now)
+                model.constrain()
             per_sample = loss / len(xb) if model.loss.reduction == "sum" else loss
             loss_sum += per_sample * len(xb)
             correct += int((a.argmax(axis=1) == labels[idx]).sum())
             for cb in cbs:
                 cb.on_batch_end(model, epoch, b, n_batches, per_sample)
+        if not all(np.isfinite(p).all() for p in params):  # the last step has no next loss
+            raise diverged(f"weights became non-finite in the last batch of epoch {epoch + 1}")
         logs: dict[str, float] = {
             "epoch": epoch + 1, "loss": loss_sum / n, "train_accuracy": correct / n, "lr": lr_now,
         }  # fmt: skip
@@ -183,10 +218,17 @@ def fit(
         stop = False
         for cb in cbs:
             stop = bool(cb.on_epoch_end(model, epoch, logs)) or stop
+        history.stopped_early = stop
+        model.meta["history"] = history.to_dict()
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, epoch=epoch + 1, **training_state)
         if stop:
-            history.stopped_early = True
             break
     for cb in cbs:
         cb.on_train_end(model)
     model.meta["history"] = history.to_dict()
+    if checkpoint is not None and len(history.epochs) > start_epoch:
+        # on_train_end may change the weights (early stopping restores the best ones): the
+        # finished checkpoint holds the model that fit returns.
+        save_checkpoint(checkpoint, model, epoch=len(history.epochs), **training_state)
     return history

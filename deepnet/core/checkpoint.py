@@ -1,0 +1,237 @@
+"""Training checkpoints: a model file that also holds what resuming needs.
+
+``fit(..., checkpoint=PATH)`` writes one at the end of every epoch, atomically, so the previous
+checkpoint stays in place until the new one is complete. Besides the model's arrays and header
+it holds the optimizer state (arrays ``optimizer.<j>.<name>``, one dict per trainable array in
+``model.parameters()`` order) and, in the header's ``checkpoint`` entry, the number of finished
+epochs, the fit settings (checked on resume), the state of the shuffling RNG and of every
+stochastic layer's ``layer.rng``; the history is the model's ``meta["history"]``. No pickle:
+RNG states are JSON. A checkpoint is a model file too: ``deepnet.load`` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from deepnet.core.errors import DeepnetError, ModelFormatError
+from deepnet.core.serialization import (
+    model_arrays,
+    model_from_file,
+    model_header,
+    read_header,
+    write_npz,
+)
+
+OPTIMIZER = "optimizer."
+
+
+def _architecture(header: dict[str, Any]) -> dict[str, Any]:
+    """What must match to resume: the components' configs (not their versions), dtype, shape."""
+    return {
+        "dtype": header["dtype"],
+        "input_shape": header["input_shape"],
+        "layers": [item["config"] for item in header["layers"]],
+        "loss": header["loss"]["config"],
+        "regularizers": [item["config"] for item in header["regularizers"]],
+    }
+
+
+def fingerprint(*arrays: np.ndarray) -> int:
+    """A CRC-32 of the arrays' bytes, to tell on resume that the data is the same."""
+    crc = 0
+    for a in arrays:
+        crc = zlib.crc32(np.ascontiguousarray(a).data, crc)
+    return crc
+
+
+def _stochastic_layers(model) -> dict[str, np.random.Generator]:
+    # Stochastic layers (dropout, random shifts) keep their generator in ``layer.rng``.
+    return {
+        str(i): layer.rng
+        for i, layer in enumerate(model.layers)
+        if isinstance(getattr(layer, "rng", None), np.random.Generator)
+    }
+
+
+def save_checkpoint(
+    path: str | Path,
+    model,
+    *,
+    epoch: int,
+    settings: dict[str, Any],
+    rng: np.random.Generator,
+    optimizer_state: list[dict[str, np.ndarray]],
+) -> Path:
+    """Write the training state after ``epoch`` finished epochs to ``path``, atomically."""
+    header = model_header(model)
+    header["checkpoint"] = {
+        "epoch": epoch,
+        "settings": settings,
+        "rng": rng.bit_generator.state,
+        "layer_rngs": {i: g.bit_generator.state for i, g in _stochastic_layers(model).items()},
+    }
+    arrays = model_arrays(model)
+    for j, entry in enumerate(optimizer_state):
+        for name, value in entry.items():
+            if not isinstance(value, np.ndarray):
+                raise DeepnetError(
+                    f"cannot checkpoint the optimizer state {name!r}: it is a "
+                    f"{type(value).__name__}, not a numpy array"
+                )
+            arrays[f"{OPTIMIZER}{j}.{name}"] = value
+    return write_npz(path, header, arrays)
+
+
+@attrs.define
+class Checkpoint:
+    """What :func:`load_checkpoint` read; :meth:`restore` puts it into a training run."""
+
+    path: Path
+    header: dict[str, Any]
+    model: Any
+    optimizer_state: dict[tuple[int, str], np.ndarray]
+
+    @property
+    def epoch(self) -> int:
+        return self.header["checkpoint"]["epoch"]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.header["checkpoint"]["settings"]
+
+    @property
+    def history(self) -> dict[str, Any]:
+        return self.model.meta["history"]
+
+    def restore(
+        self,
+        model,
+        settings: dict[str, Any],
+        rng: np.random.Generator,
+        optimizer_state: list[dict[str, np.ndarray]],
+    ) -> None:
+        """Check that this run matches the checkpoint's, then load its state into it in place.
+
+        Raises :class:`DeepnetError` naming the first setting that differs; nothing is
+        changed then.
+        """
+        self._check_same_run(model, settings)
+        saved = self.optimizer_state
+        for j, entry in enumerate(optimizer_state):
+            for name, value in entry.items():
+                old = saved.get((j, name))
+                if old is not None and not np.isfinite(old).all():
+                    raise ModelFormatError(
+                        f"{self.path}: damaged checkpoint: {OPTIMIZER}{j}.{name} has NaN or "
+                        "infinite values"
+                    )
+                if old is None or old.shape != value.shape or old.dtype != value.dtype:
+                    raise ModelFormatError(
+                        f"{self.path}: the checkpoint's optimizer state does not fit: "
+                        f"{OPTIMIZER}{j}.{name} is "
+                        f"{'missing' if old is None else f'{old.dtype} {old.shape}'}, "
+                        f"expected {value.dtype} {value.shape}"
+                    )
+        if len(saved) != sum(len(entry) for entry in optimizer_state):
+            raise ModelFormatError(f"{self.path}: the checkpoint's optimizer state does not fit")
+        layer_rngs = _stochastic_layers(model)
+        states = self.header["checkpoint"]
+        saved_layer_rngs = states.get("layer_rngs")
+        if not isinstance(saved_layer_rngs, dict) or set(saved_layer_rngs) != set(layer_rngs):
+            raise ModelFormatError(f"{self.path}: damaged checkpoint (layer random states)")
+        # Apply the RNG states to scratch generators first, so that a bad one changes nothing.
+        for name, state in [("shuffling", states.get("rng")), *saved_layer_rngs.items()]:
+            target = rng if name == "shuffling" else layer_rngs[name]
+            try:
+                type(target.bit_generator)().state = state
+            except Exception as exc:  # numpy's checks raise several kinds (OverflowError too)
+                raise ModelFormatError(
+                    f"{self.path}: damaged checkpoint (random state {name}: {exc})"
+                ) from None
+        model.set_weights(self.model.get_weights())
+        for j, entry in enumerate(optimizer_state):
+            for name, value in entry.items():
+                value[...] = saved[(j, name)]
+        rng.bit_generator.state = states["rng"]
+        for i, state in saved_layer_rngs.items():
+            layer_rngs[i].bit_generator.state = state
+
+    def _check_same_run(self, model, settings: dict[str, Any]) -> None:
+        ours = _architecture(json.loads(json.dumps(model_header(model))))
+        theirs = _architecture(self.header)
+        for key, value in ours.items():
+            if theirs[key] != value:
+                raise DeepnetError(
+                    f"{self.path}: the checkpoint holds a different model ({key} differs); "
+                    "resume with the same architecture, or give a new checkpoint path"
+                )
+        ours = json.loads(json.dumps(settings))  # as it reads back from JSON: tuples as lists
+        for key, value in ours.items():
+            if self.settings.get(key) != value:
+                what = "the training data differs" if key == "data_crc32" else (
+                    f"it was made with {key} {self.settings.get(key)!r}, this run has {value!r}"
+                )  # fmt: skip
+                raise DeepnetError(
+                    f"{self.path}: cannot resume: {what}; use the same settings and data, or "
+                    "give a new checkpoint path"
+                )
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`; :class:`ModelFormatError` if
+    the file is damaged or is a plain model file."""
+    path = Path(path)
+    header, arrays = read_header(path)
+    section = header.get("checkpoint")
+    if section is None:
+        raise ModelFormatError(f"{path}: a model file, not a checkpoint (no training state)")
+    epoch = section.get("epoch") if isinstance(section, dict) else None
+    if (
+        not isinstance(epoch, int)
+        or isinstance(epoch, bool)
+        or epoch < 0
+        or not isinstance(section.get("settings"), dict)
+    ):
+        raise ModelFormatError(f"{path}: damaged checkpoint (training state)")
+    model = model_from_file(path, header, arrays)
+    history = model.meta.get("history")
+    epochs = history.get("epochs") if isinstance(history, dict) else None
+    if not (isinstance(epochs, list) and len(epochs) == epoch):
+        raise ModelFormatError(f"{path}: damaged checkpoint (history of {epoch} epochs)")
+    optimizer_state = {}
+    for key, value in arrays.items():
+        if key.startswith(OPTIMIZER):
+            j, _, name = key[len(OPTIMIZER) :].partition(".")
+            if not (j.isdigit() and name):
+                raise ModelFormatError(f"{path}: damaged checkpoint: unexpected array {key!r}")
+            optimizer_state[(int(j), name)] = value
+    return Checkpoint(path, header, model, optimizer_state)
+
+
+def open_checkpoint(path: str | Path | None, resume: bool) -> Checkpoint | None:
+    """The checkpoint to resume from, or None to start afresh; refuses to overwrite one.
+
+    An existing file at ``path`` without ``resume`` is an error, so that a run started by
+    mistake never replaces the training a checkpoint holds.
+    """
+    if path is None:
+        if resume:
+            raise DeepnetError("resume needs a checkpoint path (checkpoint=PATH, --checkpoint)")
+        return None
+    path = Path(path)
+    if not resume:
+        if path.exists():
+            raise DeepnetError(
+                f"{path} already exists; resume from it (resume=True, --resume), remove it, or "
+                "give another checkpoint path"
+            )
+        return None
+    if not path.exists():
+        raise DeepnetError(f"{path}: no checkpoint to resume from; start without resume")
+    return load_checkpoint(path)
