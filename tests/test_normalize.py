@@ -104,3 +104,20 @@ def test_fit_with_a_dev_split_and_predict_make_no_float_copy_of_the_pixels(pixel
     finally:
         tracemalloc.stop()
     assert peak < 0.5 * x.size * 4, f"peak {peak / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("method", ["scale", "standardize"])
+def test_predict_folds_the_normalization_into_the_first_dense_layer(pixels, method):
+    x_train, y_train, x_test, _ = pixels
+    model = Model([Normalize(method), Dense(32, "tanh"), Dense(10, "softmax")])
+    model.fit(x_train, y_train, epochs=1, seed=0)
+    norm, dense = model.layers[:2]
+    folded = norm.fold(dense)
+    assert folded is not None and folded.params["W"].dtype == np.float32
+    x = x_test.astype(np.float32)
+    expected = dense.forward(norm.forward(x_test)[0])[0]
+    np.testing.assert_allclose(folded.forward(x)[0], expected, rtol=1e-4, atol=1e-4)
+    unfolded = model.forward(x_test)[0]  # forward (training, gradients) never folds
+    np.testing.assert_allclose(model.predict_proba(x_test), unfolded, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(model.predict(x_test), unfolded.argmax(axis=1))
+    assert norm.fold(Normalize()) is None  # only a plain dense layer takes the fold

@@ -188,9 +188,12 @@ class Model:
 
     def forward(self, x: np.ndarray, training: bool = False) -> tuple[np.ndarray, list]:
         """Output activations ``(N, *output_shape)`` and the caches backward needs."""
+        return self._forward(x, self.layers, self.activations, training)
+
+    def _forward(self, x: np.ndarray, layers: list, activations: list, training: bool):
         caches = []
-        a = x if x.dtype == self.dtype or self.layers[0].accepts_integers else x.astype(self.dtype)
-        for layer, act in zip(self.layers, self.activations, strict=True):
+        a = x if x.dtype == self.dtype or layers[0].accepts_integers else x.astype(self.dtype)
+        for layer, act in zip(layers, activations, strict=True):
             z, cache = layer.forward(a, training)
             a = z if act is None else act.forward(z)
             caches.append((cache, z, a))
@@ -254,8 +257,22 @@ class Model:
     def predict_proba(self, x: Any, batch_size: int = 2048) -> np.ndarray:
         """Output activations ``(N, K)`` in evaluation mode, computed in batches."""
         x = self.check_input(x)
-        outs = [self.forward(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)]
+        layers, acts = self._inference_stack()
+        outs = [
+            self._forward(x[i : i + batch_size], layers, acts, False)[0]
+            for i in range(0, len(x), batch_size)
+        ]
         return np.concatenate(outs) if outs else np.zeros((0, *self.output_shape), self.dtype)
+
+    def _inference_stack(self) -> tuple[list, list]:
+        """The layers and activations for inference: a leading layer that can ``fold`` itself
+        into the next one (normalize into dense) is folded, once per call."""
+        first = self.layers[0]
+        foldable = len(self.layers) > 1 and hasattr(first, "fold") and self.activations[0] is None
+        folded = first.fold(self.layers[1]) if foldable else None
+        if folded is None:
+            return self.layers, self.activations
+        return [folded, *self.layers[2:]], self.activations[1:]
 
     def predict(self, x: Any, batch_size: int = 2048) -> np.ndarray:
         """Predicted class indices ``(N,)``: the argmax over classes (axis 1)."""

@@ -97,6 +97,21 @@ class Normalize(Layer):
     def backward(self, dz: Array, cache: None, need_dx: bool = True):
         return (dz * self.state["scale"] if need_dx else None), {}
 
+    def fold(self, following: Layer) -> Layer | None:
+        """``following`` applied to normalized inputs, as one dense layer on the raw inputs
+        (for inference): ((x - mean)·scale) @ W + b = x @ (scale·W) + (b - (mean·scale) @ W).
+
+        Saves the per-batch normalization passes; equal up to float rounding. None unless
+        ``following`` is a plain :class:`Dense` on 1-D features.
+        """
+        if type(following) is not Dense or self.state["scale"].ndim != 1:
+            return None
+        w, b = following.params["W"], following.params["b"]
+        mean, scale = self.state["mean"], self.state["scale"]
+        folded = Dense(following.units, following.activation)
+        folded.params.update(W=scale[:, None] * w, b=b - (mean * scale) @ w)
+        return folded
+
 
 @attrs.define(eq=False)
 class Flatten(Layer):

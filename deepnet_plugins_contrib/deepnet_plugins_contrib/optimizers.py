@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 
 from deepnet.core.components import Array, Optimizer
+from deepnet.core.errors import DeepnetError
 from deepnet.core.hookspecs import hookimpl
 from deepnet.core.validators import non_negative, positive, unit_interval
 from deepnet.plugins.optimizers import SGD
@@ -33,6 +34,29 @@ def _decay(default: float) -> Any:
 def _zeros(params: list[Array], *names: str) -> list[State]:
     """Per param: a zero array like it for each of ``names``, plus the ``scratch`` buffer."""
     return [{name: np.zeros_like(p) for name in (*names, "scratch")} for p in params]
+
+
+def _shared_zeros(params: list[Array], *names: str) -> list[State]:
+    """Like :func:`_zeros`, but each name's arrays are views into one flat array, their common
+    ``.base`` (see :func:`_flat`): the elementwise passes that involve neither a param nor a
+    gradient then run once over all parameters instead of once per array (fewer numpy calls,
+    the same arithmetic). The state dicts look as before (checkpoints save the same arrays).
+    The params must share one dtype (a model's)."""
+    dtypes = {p.dtype for p in params}
+    if len(dtypes) > 1:
+        raise DeepnetError(f"parameters must share one dtype, got {sorted(map(str, dtypes))}")
+    dtype = dtypes.pop() if dtypes else np.float32
+    ends = np.cumsum([p.size for p in params]).tolist()
+    flat = {name: np.zeros(ends[-1] if ends else 0, dtype) for name in (*names, "scratch")}
+    return [
+        {name: a[start:end].reshape(p.shape) for name, a in flat.items()}
+        for p, start, end in zip(params, [0, *ends], ends, strict=False)
+    ]
+
+
+def _flat(state: list[State], name: str) -> Array:
+    """The flat array behind every param's ``state[i][name]`` made by :func:`_shared_zeros`."""
+    return state[0][name].base
 
 
 def _scaled_step(p: Array, numerator: Array, square_sum: Array, eps: float, lr: float, buf: Array):
@@ -117,7 +141,9 @@ class Adagrad(Optimizer):
 @attrs.define
 class Adam(Optimizer):
     """Adam with bias correction: m, v = moving averages of g and g² (beta1, beta2);
-    p -= lr·m̂ / (√v̂ + eps). The step count t is a 0-d int64 array in each param's state."""
+    p -= lr·m̂ / (√v̂ + eps). Each param's m, v and scratch buffer are views into one flat
+    array each (see :func:`_shared_zeros`); the step count t is a 0-d int64 array shared by
+    every param's state."""
 
     lr: float = _rate(0.001)
     beta1: float = _decay(0.9)
@@ -125,29 +151,40 @@ class Adam(Optimizer):
     eps: float = _rate(1e-8)
 
     def init(self, params: list[Array]) -> list[State]:
-        state = _zeros(params, "m", "v")
+        state = _shared_zeros(params, "m", "v")
+        t = np.zeros((), np.int64)  # one count, shared like the moments
         for s in state:
-            s["t"] = np.zeros((), np.int64)
+            s["t"] = t
         return state
 
     def step(self, params, grads, state, lr) -> None:
-        lr = float(lr)
+        if not params:
+            return
+        lr, b1, b2 = float(lr), self.beta1, self.beta2
+        m, v, buf = (_flat(state, k) for k in ("m", "v", "scratch"))
+        t = state[0]["t"]
+        t += 1
+        # Twelve passes, as m, v = moving averages of g and g², then the scaled step; only
+        # the three that read a gradient or write a param go array by array.
         for p, g, s in zip(params, grads, state, strict=True):
             self._decay_weights(p, lr)
-            m, v, buf = s["m"], s["v"], s["scratch"]
-            s["t"] += 1
-            t = int(s["t"])
-            _accumulate(m, g, self.beta1, buf)
-            np.multiply(g, g, out=buf)
-            _accumulate(v, buf, self.beta2, buf)
-            # m̂/(√v̂ + eps) = (m/bc1) / (√v/√bc2 + eps) = (√bc2/bc1) · m / (√v + eps·√bc2):
-            # the bias corrections become two scalars, and the update five passes.
-            root_bc2 = math.sqrt(1.0 - self.beta2**t)
-            np.sqrt(v, out=buf)
-            buf += self.eps * root_bc2
-            np.divide(m, buf, out=buf)
-            buf *= lr * root_bc2 / (1.0 - self.beta1**t)
-            p -= buf
+            np.multiply(g, 1.0 - b1, out=s["scratch"])
+        m *= b1
+        m += buf
+        for g, s in zip(grads, state, strict=True):
+            np.multiply(g, g, out=s["scratch"])
+        v *= b2
+        buf *= 1.0 - b2
+        v += buf
+        # m̂/(√v̂ + eps) = (m/bc1) / (√v/√bc2 + eps) = (√bc2/bc1) · m / (√v + eps·√bc2):
+        # the bias corrections become two scalars, and the update five passes.
+        root_bc2 = math.sqrt(1.0 - b2 ** int(t))
+        np.sqrt(v, out=buf)
+        buf += self.eps * root_bc2
+        np.divide(m, buf, out=buf)
+        buf *= lr * root_bc2 / (1.0 - b1 ** int(t))
+        for p, s in zip(params, state, strict=True):
+            p -= s["scratch"]
 
     def _decay_weights(self, p: Array, lr: float) -> None:
         """No weight decay in Adam (AdamW overrides this)."""

@@ -135,3 +135,32 @@ def test_invalid_hyperparameters_are_rejected():
     with pytest.raises(DeepnetError, match="lr must be > 0"):
         O.RMSprop(lr=0)
     assert math.isclose(O.Adam(lr="0.5").lr, 0.5)  # JSON or CLI strings become floats
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_over_several_arrays_equals_adam_on_each_alone(registry, name):
+    # The moments of all params live in one flat array each; the offsets must not mix them.
+    rng = np.random.default_rng(3)
+    shapes = [(7, 5), (5,), (5, 3), (3,)]
+    p0 = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    grads = [[rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(4)]
+    together = [p.copy() for p in p0]
+    opt = registry.create("optimizer", name)
+    state = opt.init(together)
+    for gs in grads:
+        opt.step(together, gs, state, 0.01)
+    for i, p in enumerate(p0):
+        alone = p.copy()
+        single = registry.create("optimizer", name)
+        s = single.init([alone])
+        for gs in grads:
+            single.step([alone], [gs[i]], s, 0.01)
+        np.testing.assert_array_equal(together[i], alone)
+    assert int(state[0]["t"]) == 4 and state[0]["m"].base is state[3]["m"].base
+    assert all(set(s) == {"m", "v", "scratch", "t"} for s in state)  # what checkpoints save
+
+
+def test_adam_refuses_params_of_mixed_dtypes(registry):
+    opt = registry.create("optimizer", "adam")
+    with pytest.raises(DeepnetError, match="share one dtype"):
+        opt.init([np.zeros(3, np.float32), np.zeros(2, np.float64)])
