@@ -355,6 +355,8 @@ def _segment(
         # Segmentation by recognition: over-cut, then let the classifier choose the grouping.
         atoms = force_count(over_cut(pieces, height), expect_digits, merge=False)
         atoms = sorted(claim_ink(atoms, loose, reach), key=lambda p: p.left)
+        if len(atoms) == expect_digits:  # one grouping only: the main batch classifies it
+            return ink, atoms, tilt, None
         found = best_grouping(ink, atoms, expect_digits, scorer, height, origins(atoms, pieces))
         return ink, found.pieces, tilt, found
     if expect_digits:
@@ -449,6 +451,8 @@ class Grouping:
     pieces: list[Piece]
     digits: np.ndarray
     certainty: float = 1.0
+    #: The classifier's probabilities ``(n, 10)`` for ``digits``, when it has scored them.
+    proba: np.ndarray | None = None
 
 
 def candidate_groups(atoms: list[Piece], height: float, most: int = 3) -> dict[Span, Piece]:
@@ -510,7 +514,10 @@ def best_grouping(
         pieces = force_count(atoms, n)
         return Grouping(pieces, np.stack([piece_digit(ink, p) for p in pieces]), 0.0)
     certainty = float(np.exp(min(0.0, best - total)))
-    return Grouping([groups[s] for s in path], np.stack([images[s] for s in path]), certainty)
+    chosen = [spans.index(s) for s in path]
+    return Grouping(
+        [groups[s] for s in path], np.stack([images[s] for s in path]), certainty, proba[chosen]
+    )
 
 
 def _best_path(score: dict[Span, float], m: int, n: int) -> tuple[list[Span] | None, float, float]:
@@ -622,26 +629,26 @@ def segment_digits(
 @attrs.frozen
 class Cut:
     """A picture cut into digits: images ``(n, 28, 28)`` (0..255), boxes ``(top, left, bottom,
-    right)`` in the picture's pixels, and how sure the cut is (:attr:`Grouping.certainty`; 1
-    when no classifier chose it)."""
+    right)`` in the picture's pixels, how sure the cut is (:attr:`Grouping.certainty`; 1
+    when no classifier chose it) and, if it did, its probabilities ``(n, 10)`` for them."""
 
     digits: np.ndarray
     boxes: list[tuple[int, int, int, int]]
     certainty: float = 1.0
+    proba: np.ndarray | None = None
 
 
 def cut_digits(gray: Any, expect_digits: int | None = None, scorer: Scorer | None = None) -> Cut:
     """:func:`segment_digits`, with the cut's certainty."""
     ink, pieces, tilt, grouping = _segment(gray, expect_digits, scorer)
-    if grouping is not None:
-        digits, certainty = grouping.digits, grouping.certainty
-    else:
-        digits, certainty = np.stack([piece_digit(ink, p) for p in pieces]), 1.0
+    if grouping is None:
+        grouping = Grouping(pieces, np.stack([piece_digit(ink, p) for p in pieces]))
     boxes = [p.box for p in pieces]
     if tilt:  # back to the picture's own pixels
         shape = np.shape(gray)
         boxes = turn_boxes(boxes, -tilt, ink.shape, (shape[0], shape[1]))
-    return Cut(digits.astype(np.float32), boxes, certainty)
+    digits = grouping.digits.astype(np.float32)
+    return Cut(digits, boxes, grouping.certainty, grouping.proba)
 
 
 # -- reading codes -------------------------------------------------------------------------
@@ -764,12 +771,15 @@ class CodeReader:
         """Codes from already cut pictures (the output of :meth:`segment`)."""
         if not cuts:
             return []
-        rows = np.concatenate([c.digits.reshape(len(c.digits), -1) for c in cuts])
-        proba = self.model.predict_proba(self.prepare(rows))
-        reads, start = [], 0
+        # Digits the grouping already scored are not classified again (half the CNN's work).
+        todo = [c for c in cuts if c.proba is None]
+        proba = iter(())
+        if todo:
+            rows = np.concatenate([c.digits.reshape(len(c.digits), -1) for c in todo])
+            proba = iter(self.model.predict_proba(self.prepare(rows)))
+        reads = []
         for cut in cuts:
-            p = proba[start : start + len(cut.digits)]
-            start += len(cut.digits)
+            p = cut.proba if cut.proba is not None else np.stack([next(proba) for _ in cut.digits])
             reads.append(self._code(p, cut))
         return reads
 
