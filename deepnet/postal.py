@@ -10,8 +10,10 @@ slight slant) goes through :func:`segment_digits`:
    another (a 5's detached bar, a broken stroke) are merged, specks are dropped;
 3. *touching digits*: a piece much wider than a digit is split where its column profile (ink
    per column) has a clear valley;
-4. a known code length (``expect_digits``) forces the count: the widest pieces are split at
-   their deepest valley, the smallest are merged into their nearest neighbour.
+4. a known code length (``expect_digits``) forces the count. With a classifier, by
+   recognition: wide pieces are over-cut and :func:`best_grouping` groups the atoms into that
+   many digits the way the classifier is surest of; without one, the widest pieces are split at
+   their deepest valley and the smallest merged into their nearest neighbour.
 
 Each piece is then normalized by :func:`deepnet.images.mnist_digit` (20×20 box in 28×28, centred
 by mass, anti-aliased) and :class:`CodeReader` classifies them all in one batch. A code whose
