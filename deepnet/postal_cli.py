@@ -51,7 +51,7 @@ def predict_codes(
         segmented = reader.segment(path)
         read = reader.classify([segmented])[0]
         if debug_dir:
-            save_debug(debug_dir, Path(path).stem, segmented[0], read)
+            save_debug(debug_dir, Path(path).stem, segmented.digits, read)
         records.append({"input": path, **read.as_dict()})
     if as_json:
         emit_json(records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 
 import numpy as np
@@ -13,7 +14,15 @@ from PIL import Image, ImageDraw
 from deepnet import Dense, Model
 from deepnet.cli import main
 from deepnet.core.errors import DataFormatError, DeepnetError
-from deepnet.postal import CodeReader, components, ink_map, segment, segment_digits
+from deepnet.postal import (
+    CodeReader,
+    _best_path,
+    _departures,
+    components,
+    ink_map,
+    segment,
+    segment_digits,
+)
 from deepnet.postal_set import accuracy_at_rejection, compose_strip, mnist_test_digits
 
 
@@ -109,6 +118,43 @@ def test_expected_length_splits_and_merges():
     assert len(pieces) == 2
     _, pieces = segment(rings(20, bridge=False), expect_digits=1)  # two apart, one expected: merged
     assert len(pieces) == 1
+
+
+def test_best_path_is_the_best_of_all_groupings_and_totals_them():
+    """The dynamic programme against brute force over every way to group 6 atoms into 3."""
+    rng = np.random.default_rng(0)
+    m, n = 6, 3
+    score = {(i, j): float(rng.normal()) for i in range(m) for j in range(i + 1, min(i + 3, m) + 1)}
+    groupings = []
+    for ends in itertools.combinations(range(1, m), n - 1):
+        bounds = (0, *ends, m)
+        spans = list(itertools.pairwise(bounds))
+        if all(s in score for s in spans):
+            groupings.append((sum(score[s] for s in spans), spans))
+    path, best, total = _best_path(score, m, n)
+    top = max(groupings)
+    assert path == top[1] and best == pytest.approx(top[0])
+    assert total == pytest.approx(np.logaddexp.reduce([g for g, _ in groupings]))
+    assert _best_path(score, m, 1)[0] is None  # 6 atoms are never one digit of at most 3
+
+
+def test_departures_count_the_first_cuts_undone_and_added():
+    origin = [0, 0, 1, 2, 2]  # atoms 0-1 and 3-4 were one piece each in the first cut
+    assert _departures((0, 2), origin) == 0  # the first piece whole
+    assert _departures((0, 1), origin) == 1  # splits it
+    assert _departures((1, 4), origin) == 3  # joins parts of three pieces, splits the last
+    assert _departures((3, 5), origin) == 0 and _departures((0, 1), None) == 0
+
+
+@pytest.mark.parametrize(("seed", "code"), [(0, "25868"), (3, "21522"), (20, "85823")])
+def test_recognition_fixes_cuts_the_shapes_alone_get_wrong(test_digits, model, seed, code):
+    """Touching digits the geometric cut gets wrong; grouped by the classifier, they are right."""
+    picture, boxes = strip(test_digits, code, seed, touch_rate=0.5)
+    _, first = segment(picture, expect_digits=5)
+    assert not all(inside(p.box, t) for p, t in zip(first, boxes, strict=True))
+    read = CodeReader(model[0], expect_digits=5).read(picture)
+    assert all(inside(f, t) for f, t in zip(read.boxes, boxes, strict=True)), (read.boxes, boxes)
+    assert read.code == code and 0.0 < read.cut_certainty <= 1.0
 
 
 def test_blank_and_empty_pictures_are_errors():
