@@ -213,6 +213,21 @@ def test_damaged_optimizer_state_is_refused_or_reported_as_divergence(blobs, tmp
     assert path.read_bytes() == saved
 
 
+def test_optimizer_state_of_a_wrong_dtype_is_refused(blobs, tmp_path):
+    """Strings where numbers belong: a ModelFormatError, not isfinite's TypeError."""
+    from deepnet.core.serialization import read_header, write_npz
+
+    layers, options = CASES["adam-dropout-batchnorm"]
+    path = tmp_path / "c.npz"
+    with pytest.raises(Interrupted):
+        fit(layers, *blobs, checkpoint=path, callbacks=[CrashAt(1, 0)], **options)
+    header, arrays = read_header(path)
+    arrays["optimizer.0.v"] = np.full(arrays["optimizer.0.v"].shape, "x")
+    write_npz(path, header, arrays)
+    with pytest.raises(ModelFormatError, match=r"optimizer\.0\.v is <U1 \(4, 16\), expected "):
+        fit(layers, *blobs, checkpoint=path, resume=True, **options)
+
+
 class PoisonAt(Callback):
     """Makes the next batch's loss NaN, as a diverging run would."""
 

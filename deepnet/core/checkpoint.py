@@ -126,17 +126,18 @@ class Checkpoint:
         for j, entry in enumerate(optimizer_state):
             for name, value in entry.items():
                 old = saved.get((j, name))
-                if old is not None and not np.isfinite(old).all():
-                    raise ModelFormatError(
-                        f"{self.path}: damaged checkpoint: {OPTIMIZER}{j}.{name} has NaN or "
-                        "infinite values"
-                    )
+                # The dtype first: isfinite raises TypeError on a damaged one (strings).
                 if old is None or old.shape != value.shape or old.dtype != value.dtype:
                     raise ModelFormatError(
                         f"{self.path}: the checkpoint's optimizer state does not fit: "
                         f"{OPTIMIZER}{j}.{name} is "
                         f"{'missing' if old is None else f'{old.dtype} {old.shape}'}, "
                         f"expected {value.dtype} {value.shape}"
+                    )
+                if not np.isfinite(old).all():
+                    raise ModelFormatError(
+                        f"{self.path}: damaged checkpoint: {OPTIMIZER}{j}.{name} has NaN or "
+                        "infinite values"
                     )
         if len(saved) != sum(len(entry) for entry in optimizer_state):
             raise ModelFormatError(f"{self.path}: the checkpoint's optimizer state does not fit")
