@@ -72,7 +72,7 @@ def parse_layers(spec: str, init: str | None = None) -> list[dict[str, Any]]:
     layers = []
     for part in spec.split(","):
         units, _, activation = part.strip().partition(":")
-        if not units.strip().isdigit() or int(units) < 1:
+        if not (units.isascii() and units.strip().isdigit()) or int(units) < 1:
             raise DeepnetError(
                 f"malformed layer spec {part.strip()!r} in {spec!r}: write UNITS:ACTIVATION "
                 "separated by commas, e.g. 50:tanh,25:sigmoid,10:sigmoid"

@@ -213,7 +213,7 @@ def test_damaged_optimizer_state_is_refused_or_reported_as_divergence(blobs, tmp
     assert path.read_bytes() == saved
 
 
-def test_optimizer_state_of_a_wrong_dtype_is_refused(blobs, tmp_path):
+def test_optimizer_state_of_a_wrong_dtype_or_name_is_refused(blobs, tmp_path):
     """Strings where numbers belong: a ModelFormatError, not isfinite's TypeError."""
     from deepnet.core.serialization import read_header, write_npz
 
@@ -225,6 +225,10 @@ def test_optimizer_state_of_a_wrong_dtype_is_refused(blobs, tmp_path):
     arrays["optimizer.0.v"] = np.full(arrays["optimizer.0.v"].shape, "x")
     write_npz(path, header, arrays)
     with pytest.raises(ModelFormatError, match=r"optimizer\.0\.v is <U1 \(4, 16\), expected "):
+        fit(layers, *blobs, checkpoint=path, resume=True, **options)
+    arrays["optimizer.\u00b2.v"] = arrays.pop("optimizer.0.v")  # "²".isdigit(), int("²") fails
+    write_npz(path, header, arrays)
+    with pytest.raises(ModelFormatError, match=r"unexpected array 'optimizer\.\u00b2\.v'"):
         fit(layers, *blobs, checkpoint=path, resume=True, **options)
 
 

@@ -209,7 +209,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     for key, value in arrays.items():
         if key.startswith(OPTIMIZER):
             j, _, name = key[len(OPTIMIZER) :].partition(".")
-            if not (j.isdigit() and name):
+            if not (j.isascii() and j.isdigit() and name):
                 raise ModelFormatError(f"{path}: damaged checkpoint: unexpected array {key!r}")
             optimizer_state[(int(j), name)] = value
     return Checkpoint(path, header, model, optimizer_state)
