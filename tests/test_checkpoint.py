@@ -188,6 +188,22 @@ def test_a_damaged_random_state_is_refused_and_changes_nothing(blobs, tmp_path, 
     assert path.read_bytes() == saved
 
 
+@pytest.mark.parametrize("seed", ["abc", -5, 1.5, True])
+def test_a_damaged_seed_is_refused_when_resuming_without_one(blobs, tmp_path, seed):
+    """Without seed=, fit seeds its run with the checkpoint's; numpy raised TypeError."""
+    from deepnet.core.serialization import read_header, write_npz
+
+    layers, options = CASES["sgd"]
+    path = tmp_path / "c.npz"
+    with pytest.raises(Interrupted):
+        Model(layers()).fit(*blobs, epochs=2, checkpoint=path, callbacks=[CrashAt(1, 0)], **options)
+    header, arrays = read_header(path)
+    header["checkpoint"]["settings"]["seed"] = seed
+    write_npz(path, header, arrays)
+    with pytest.raises(ModelFormatError, match=r"c\.npz: damaged checkpoint \(training state\)"):
+        Model(layers()).fit(*blobs, epochs=2, checkpoint=path, resume=True, **options)
+
+
 def damage_optimizer_state(path, key: str, value: float) -> bytes:
     from deepnet.core.serialization import read_header, write_npz
 

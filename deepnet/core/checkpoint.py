@@ -184,6 +184,11 @@ class Checkpoint:
                 )
 
 
+def _natural(value: Any) -> bool:
+    """A non-negative int, and not a bool (JSON's true is an int to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; :class:`ModelFormatError` if
     the file is damaged or is a plain model file."""
@@ -193,12 +198,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if section is None:
         raise ModelFormatError(f"{path}: a model file, not a checkpoint (no training state)")
     epoch = section.get("epoch") if isinstance(section, dict) else None
-    if (
-        not isinstance(epoch, int)
-        or isinstance(epoch, bool)
-        or epoch < 0
-        or not isinstance(section.get("settings"), dict)
-    ):
+    settings = section.get("settings") if isinstance(section, dict) else None
+    # fit seeds its run with the saved seed when resumed without one.
+    if not (_natural(epoch) and isinstance(settings, dict) and _natural(settings.get("seed"))):
         raise ModelFormatError(f"{path}: damaged checkpoint (training state)")
     model = model_from_file(path, header, arrays)
     history = model.meta.get("history")
