@@ -111,6 +111,26 @@ def test_checkpoint_file_holds_the_training_state(blobs, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary file left
 
 
+@pytest.mark.parametrize(("stop", "saves"), [(None, [1, 2, 3, 4]), (1, [1, 2])])
+def test_each_epoch_is_checkpointed_once(blobs, tmp_path, monkeypatch, stop, saves):
+    """The last epoch only after on_train_end, which may change the weights."""
+    from deepnet.core import training
+
+    epochs = []
+
+    def save(*args, epoch, **kwargs):
+        epochs.append(epoch)
+
+    class StopAt(Callback):
+        def on_epoch_end(self, model, epoch, logs):
+            return epoch == stop
+
+    monkeypatch.setattr(training, "save_checkpoint", save)
+    layers, options = CASES["sgd"]
+    fit(layers, *blobs, checkpoint=tmp_path / "c.npz", callbacks=[StopAt()], **options)
+    assert epochs == saves
+
+
 def test_an_early_stopped_checkpoint_holds_the_restored_best_weights(blobs, tmp_path):
     layers, options = CASES["sgd"]
     # The loss falls, so "max" mode finds its best at epoch 1 and stops after epoch 2.

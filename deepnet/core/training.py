@@ -219,11 +219,11 @@ def fit(
         for cb in cbs:
             stop = bool(cb.on_epoch_end(model, epoch, logs)) or stop
         history.stopped_early = stop
-        model.meta["history"] = history.to_dict()
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, epoch=epoch + 1, **training_state)
         if stop:
             break
+        if checkpoint is not None and epoch + 1 < epochs:  # the last one is saved below
+            model.meta["history"] = history.to_dict()
+            save_checkpoint(checkpoint, model, epoch=epoch + 1, **training_state)
     for cb in cbs:
         cb.on_train_end(model)
     model.meta["history"] = history.to_dict()
