@@ -53,10 +53,9 @@ class Recipe:
         specs: list[Any] = parse_layers(",".join(self.layers), init=self.init)
         for position, spec in reversed(sorted(self.extra_layers, key=lambda p: p[0])):
             specs.insert(position, spec)
-        if raw_pixels and self.normalize != "none":
-            specs.insert(0, {"name": "normalize", "method": self.normalize})
-            return [specs[0], *self.front, *specs[1:]]
-        return [*self.front, *specs]
+        normalize = raw_pixels and self.normalize != "none"
+        first = [{"name": "normalize", "method": self.normalize}] if normalize else []
+        return [*first, *self.front, *specs]
 
     def model(self, dtype: str = "float32", raw_pixels: bool = False) -> Model:
         return Model(
