@@ -211,7 +211,7 @@ def train_recipe(
     )
     seconds = time.perf_counter() - start
     if resume:  # the checkpoint's epochs were timed by the run that made them
-        seconds = sum(e["seconds"] for e in history.epochs)
+        seconds = sum(history["seconds"])
     last = history.epochs[-1]
     summary = {
         "train_accuracy": model.evaluate(x_train, y_train)["accuracy"],

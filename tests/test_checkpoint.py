@@ -224,6 +224,22 @@ def test_a_damaged_seed_is_refused_when_resuming_without_one(blobs, tmp_path, se
         Model(layers()).fit(*blobs, epochs=2, checkpoint=path, resume=True, **options)
 
 
+@pytest.mark.parametrize("entry", [1, None, {"epoch": 1, "seconds": "x"}])
+def test_a_damaged_history_entry_is_refused(blobs, tmp_path, entry):
+    """train_recipe sums the epochs' seconds on resume: they must be dicts of numbers."""
+    from deepnet.core.serialization import read_header, write_npz
+
+    layers, options = CASES["sgd"]
+    path = tmp_path / "c.npz"
+    with pytest.raises(Interrupted):
+        Model(layers()).fit(*blobs, epochs=2, checkpoint=path, callbacks=[CrashAt(1, 0)], **options)
+    header, arrays = read_header(path)
+    header["meta"]["history"]["epochs"][0] = entry
+    write_npz(path, header, arrays)
+    with pytest.raises(ModelFormatError, match=r"c\.npz: damaged checkpoint \(history of 1 "):
+        load_checkpoint(path)
+
+
 def damage_optimizer_state(path, key: str, value: float) -> bytes:
     from deepnet.core.serialization import read_header, write_npz
 

@@ -189,6 +189,10 @@ def _natural(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _metrics(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values())
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; :class:`ModelFormatError` if
     the file is damaged or is a plain model file."""
@@ -205,7 +209,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     model = model_from_file(path, header, arrays)
     history = model.meta.get("history")
     epochs = history.get("epochs") if isinstance(history, dict) else None
-    if not (isinstance(epochs, list) and len(epochs) == epoch):
+    # Each epoch's metrics, numbers by name: train_recipe sums their seconds on resume.
+    if not (isinstance(epochs, list) and len(epochs) == epoch and all(map(_metrics, epochs))):
         raise ModelFormatError(f"{path}: damaged checkpoint (history of {epoch} epochs)")
     optimizer_state = {}
     for key, value in arrays.items():
