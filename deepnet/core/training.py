@@ -90,8 +90,10 @@ def fit(
 
     ``checkpoint=PATH`` saves the training state there after every epoch (atomically; see
     :mod:`deepnet.core.checkpoint`); ``resume=True`` continues from it, with the same settings
-    and data, to the same final weights as an uninterrupted run. Without ``resume`` an
-    existing file at ``PATH`` is an error, never overwritten.
+    and data, to the same final weights as an uninterrupted run, unless a callback keeps state
+    across epochs: callbacks start afresh (early stopping's patience count and best weights
+    are not in the checkpoint). Without ``resume`` an existing file at ``PATH`` is an error,
+    never overwritten.
     """
     registry = get_registry()
     if not (isinstance(epochs, int) and epochs >= 1):
