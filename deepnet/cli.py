@@ -275,7 +275,8 @@ def normalize_option(f: Any) -> Any:
     return click.option(
         "--normalize",
         type=click.Choice(NORMALIZATIONS),
-        help="Override the normalization recorded in the model (rarely needed).",
+        help="Override the normalization recorded in the model (rarely needed); ignored for "
+        "a model with a normalize layer, which takes raw pixels.",
     )(f)
 
 
