@@ -208,36 +208,34 @@ def test_a_damaged_random_state_is_refused_and_changes_nothing(blobs, tmp_path, 
     assert path.read_bytes() == saved
 
 
-@pytest.mark.parametrize("seed", ["abc", -5, 1.5, True])
-def test_a_damaged_seed_is_refused_when_resuming_without_one(blobs, tmp_path, seed):
-    """Without seed=, fit seeds its run with the checkpoint's; numpy raised TypeError."""
+def damage_header(path, change) -> None:
+    """Rewrite the checkpoint at ``path`` with ``change(header)`` applied."""
     from deepnet.core.serialization import read_header, write_npz
 
+    header, arrays = read_header(path)
+    change(header)
+    write_npz(path, header, arrays)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Without seed=, fit seeds its run with the checkpoint's; numpy raised TypeError.
+        *[(lambda h, s=seed: h["checkpoint"]["settings"].update(seed=s), r"training state")
+          for seed in ["abc", -5, 1.5, True]],
+        # train_recipe sums the epochs' seconds on resume: they must be dicts of numbers.
+        *[(lambda h, e=entry: h["meta"]["history"]["epochs"].__setitem__(0, e), r"history of 1 ")
+          for entry in [1, None, {"epoch": 1, "seconds": "x"}]],
+    ],
+)  # fmt: skip
+def test_a_damaged_seed_or_history_is_refused(blobs, tmp_path, change, message):
     layers, options = CASES["sgd"]
     path = tmp_path / "c.npz"
     with pytest.raises(Interrupted):
         Model(layers()).fit(*blobs, epochs=2, checkpoint=path, callbacks=[CrashAt(1, 0)], **options)
-    header, arrays = read_header(path)
-    header["checkpoint"]["settings"]["seed"] = seed
-    write_npz(path, header, arrays)
-    with pytest.raises(ModelFormatError, match=r"c\.npz: damaged checkpoint \(training state\)"):
+    damage_header(path, change)
+    with pytest.raises(ModelFormatError, match=rf"c\.npz: damaged checkpoint \({message}"):
         Model(layers()).fit(*blobs, epochs=2, checkpoint=path, resume=True, **options)
-
-
-@pytest.mark.parametrize("entry", [1, None, {"epoch": 1, "seconds": "x"}])
-def test_a_damaged_history_entry_is_refused(blobs, tmp_path, entry):
-    """train_recipe sums the epochs' seconds on resume: they must be dicts of numbers."""
-    from deepnet.core.serialization import read_header, write_npz
-
-    layers, options = CASES["sgd"]
-    path = tmp_path / "c.npz"
-    with pytest.raises(Interrupted):
-        Model(layers()).fit(*blobs, epochs=2, checkpoint=path, callbacks=[CrashAt(1, 0)], **options)
-    header, arrays = read_header(path)
-    header["meta"]["history"]["epochs"][0] = entry
-    write_npz(path, header, arrays)
-    with pytest.raises(ModelFormatError, match=r"c\.npz: damaged checkpoint \(history of 1 "):
-        load_checkpoint(path)
 
 
 def damage_optimizer_state(path, key: str, value: float) -> bytes:
