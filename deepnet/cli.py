@@ -275,7 +275,8 @@ def normalize_option(f: Any) -> Any:
     return click.option(
         "--normalize",
         type=click.Choice(NORMALIZATIONS),
-        help="Override the normalization recorded in the model (rarely needed).",
+        help="Override the normalization recorded in the model (rarely needed); ignored for "
+        "a model with a normalize layer, which takes raw pixels.",
     )(f)
 
 
@@ -955,7 +956,7 @@ def model_info(path: str) -> dict[str, Any]:
     for key, value in arrays.items():
         # Layer arrays only (a checkpoint also holds optimizer.*); load checks the names.
         _, index, group, *_ = [*key.split("."), "", "", ""]
-        if key.startswith("layers.") and index.isdigit() and group == "params":
+        if key.startswith("layers.") and index.isascii() and index.isdigit() and group == "params":
             counts[int(index)] = counts.get(int(index), 0) + int(value.size)
     layers = [
         {**item, "params": counts.get(i, 0)} for i, item in enumerate(header.get("layers", []))

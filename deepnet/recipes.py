@@ -53,10 +53,9 @@ class Recipe:
         specs: list[Any] = parse_layers(",".join(self.layers), init=self.init)
         for position, spec in reversed(sorted(self.extra_layers, key=lambda p: p[0])):
             specs.insert(position, spec)
-        if raw_pixels and self.normalize != "none":
-            specs.insert(0, {"name": "normalize", "method": self.normalize})
-            return [specs[0], *self.front, *specs[1:]]
-        return [*self.front, *specs]
+        normalize = raw_pixels and self.normalize != "none"
+        first = [{"name": "normalize", "method": self.normalize}] if normalize else []
+        return [*first, *self.front, *specs]
 
     def model(self, dtype: str = "float32", raw_pixels: bool = False) -> Model:
         return Model(
@@ -72,7 +71,7 @@ def parse_layers(spec: str, init: str | None = None) -> list[dict[str, Any]]:
     layers = []
     for part in spec.split(","):
         units, _, activation = part.strip().partition(":")
-        if not units.strip().isdigit() or int(units) < 1:
+        if not (units.isascii() and units.strip().isdigit()) or int(units) < 1:
             raise DeepnetError(
                 f"malformed layer spec {part.strip()!r} in {spec!r}: write UNITS:ACTIVATION "
                 "separated by commas, e.g. 50:tanh,25:sigmoid,10:sigmoid"
@@ -212,7 +211,7 @@ def train_recipe(
     )
     seconds = time.perf_counter() - start
     if resume:  # the checkpoint's epochs were timed by the run that made them
-        seconds = sum(e["seconds"] for e in history.epochs)
+        seconds = sum(history["seconds"])
     last = history.epochs[-1]
     summary = {
         "train_accuracy": model.evaluate(x_train, y_train)["accuracy"],

@@ -111,6 +111,26 @@ def test_checkpoint_file_holds_the_training_state(blobs, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary file left
 
 
+@pytest.mark.parametrize(("stop", "saves"), [(None, [1, 2, 3, 4]), (1, [1, 2])])
+def test_each_epoch_is_checkpointed_once(blobs, tmp_path, monkeypatch, stop, saves):
+    """The last epoch only after on_train_end, which may change the weights."""
+    from deepnet.core import training
+
+    epochs = []
+
+    def save(*args, epoch, **kwargs):
+        epochs.append(epoch)
+
+    class StopAt(Callback):
+        def on_epoch_end(self, model, epoch, logs):
+            return epoch == stop
+
+    monkeypatch.setattr(training, "save_checkpoint", save)
+    layers, options = CASES["sgd"]
+    fit(layers, *blobs, checkpoint=tmp_path / "c.npz", callbacks=[StopAt()], **options)
+    assert epochs == saves
+
+
 def test_an_early_stopped_checkpoint_holds_the_restored_best_weights(blobs, tmp_path):
     layers, options = CASES["sgd"]
     # The loss falls, so "max" mode finds its best at epoch 1 and stops after epoch 2.
@@ -188,6 +208,36 @@ def test_a_damaged_random_state_is_refused_and_changes_nothing(blobs, tmp_path, 
     assert path.read_bytes() == saved
 
 
+def damage_header(path, change) -> None:
+    """Rewrite the checkpoint at ``path`` with ``change(header)`` applied."""
+    from deepnet.core.serialization import read_header, write_npz
+
+    header, arrays = read_header(path)
+    change(header)
+    write_npz(path, header, arrays)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Without seed=, fit seeds its run with the checkpoint's; numpy raised TypeError.
+        *[(lambda h, s=seed: h["checkpoint"]["settings"].update(seed=s), r"training state")
+          for seed in ["abc", -5, 1.5, True]],
+        # train_recipe sums the epochs' seconds on resume: they must be dicts of numbers.
+        *[(lambda h, e=entry: h["meta"]["history"]["epochs"].__setitem__(0, e), r"history of 1 ")
+          for entry in [1, None, {"epoch": 1, "seconds": "x"}]],
+    ],
+)  # fmt: skip
+def test_a_damaged_seed_or_history_is_refused(blobs, tmp_path, change, message):
+    layers, options = CASES["sgd"]
+    path = tmp_path / "c.npz"
+    with pytest.raises(Interrupted):
+        Model(layers()).fit(*blobs, epochs=2, checkpoint=path, callbacks=[CrashAt(1, 0)], **options)
+    damage_header(path, change)
+    with pytest.raises(ModelFormatError, match=rf"c\.npz: damaged checkpoint \({message}"):
+        Model(layers()).fit(*blobs, epochs=2, checkpoint=path, resume=True, **options)
+
+
 def damage_optimizer_state(path, key: str, value: float) -> bytes:
     from deepnet.core.serialization import read_header, write_npz
 
@@ -211,6 +261,25 @@ def test_damaged_optimizer_state_is_refused_or_reported_as_divergence(blobs, tmp
                        r"from, is damaged\)"):  # fmt: skip
         fit(layers, *blobs, checkpoint=path, resume=True, **options)
     assert path.read_bytes() == saved
+
+
+def test_optimizer_state_of_a_wrong_dtype_or_name_is_refused(blobs, tmp_path):
+    """Strings where numbers belong: a ModelFormatError, not isfinite's TypeError."""
+    from deepnet.core.serialization import read_header, write_npz
+
+    layers, options = CASES["adam-dropout-batchnorm"]
+    path = tmp_path / "c.npz"
+    with pytest.raises(Interrupted):
+        fit(layers, *blobs, checkpoint=path, callbacks=[CrashAt(1, 0)], **options)
+    header, arrays = read_header(path)
+    arrays["optimizer.0.v"] = np.full(arrays["optimizer.0.v"].shape, "x")
+    write_npz(path, header, arrays)
+    with pytest.raises(ModelFormatError, match=r"optimizer\.0\.v is <U1 \(4, 16\), expected "):
+        fit(layers, *blobs, checkpoint=path, resume=True, **options)
+    arrays["optimizer.\u00b2.v"] = arrays.pop("optimizer.0.v")  # "²".isdigit(), int("²") fails
+    write_npz(path, header, arrays)
+    with pytest.raises(ModelFormatError, match=r"unexpected array 'optimizer\.\u00b2\.v'"):
+        fit(layers, *blobs, checkpoint=path, resume=True, **options)
 
 
 class PoisonAt(Callback):

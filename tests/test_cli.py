@@ -399,6 +399,7 @@ def test_train_on_an_idx_directory_with_standardize_then_evaluate(tmp_path):
     [
         (["--layers", "10:relux"], r"unknown activation 'relux'\. Did you mean 'relu'\?"),
         (["--layers", "10:relu,abc"], r"malformed layer spec 'abc'.*e\.g\. 50:tanh"),
+        (["--layers", "\u00b2:relu"], r"malformed layer spec '\u00b2:relu'"),
         (["--loss", "mse"], r"unknown loss 'mse'"),
         (["--optimizer", "adamw"], r"unknown optimizer 'adamw'"),
         (["--opt-param", "beta=1"], r"cannot create optimizer 'sgd'.*Parameters: lr, momentum"),

@@ -179,6 +179,8 @@ def test_header_records_the_deepnet_version(model_path):
          r"layer 1 params\.b has NaN or infinite values"),
         (lambda h, a: a.update({"layers.7.params.W": np.zeros(2)}),
          r"unexpected array 'layers\.7\.params\.W'"),
+        (lambda h, a: a.update({"layers.\u00b2.params.W": np.zeros(2)}),  # isdigit, not int
+         r"unexpected array 'layers\.\u00b2\.params\.W'"),
         (lambda h, a: a.update({"layers.0.params.extra": np.zeros(2)}),
          r"layer 0 has no params\.extra"),
         (lambda h, a: h["layers"][0]["config"].update(units=-3),

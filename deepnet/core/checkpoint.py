@@ -126,17 +126,18 @@ class Checkpoint:
         for j, entry in enumerate(optimizer_state):
             for name, value in entry.items():
                 old = saved.get((j, name))
-                if old is not None and not np.isfinite(old).all():
-                    raise ModelFormatError(
-                        f"{self.path}: damaged checkpoint: {OPTIMIZER}{j}.{name} has NaN or "
-                        "infinite values"
-                    )
+                # The dtype first: isfinite raises TypeError on a damaged one (strings).
                 if old is None or old.shape != value.shape or old.dtype != value.dtype:
                     raise ModelFormatError(
                         f"{self.path}: the checkpoint's optimizer state does not fit: "
                         f"{OPTIMIZER}{j}.{name} is "
                         f"{'missing' if old is None else f'{old.dtype} {old.shape}'}, "
                         f"expected {value.dtype} {value.shape}"
+                    )
+                if not np.isfinite(old).all():
+                    raise ModelFormatError(
+                        f"{self.path}: damaged checkpoint: {OPTIMIZER}{j}.{name} has NaN or "
+                        "infinite values"
                     )
         if len(saved) != sum(len(entry) for entry in optimizer_state):
             raise ModelFormatError(f"{self.path}: the checkpoint's optimizer state does not fit")
@@ -183,6 +184,15 @@ class Checkpoint:
                 )
 
 
+def _natural(value: Any) -> bool:
+    """A non-negative int, and not a bool (JSON's true is an int to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _metrics(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values())
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; :class:`ModelFormatError` if
     the file is damaged or is a plain model file."""
@@ -192,23 +202,21 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if section is None:
         raise ModelFormatError(f"{path}: a model file, not a checkpoint (no training state)")
     epoch = section.get("epoch") if isinstance(section, dict) else None
-    if (
-        not isinstance(epoch, int)
-        or isinstance(epoch, bool)
-        or epoch < 0
-        or not isinstance(section.get("settings"), dict)
-    ):
+    settings = section.get("settings") if isinstance(section, dict) else None
+    # fit seeds its run with the saved seed when resumed without one.
+    if not (_natural(epoch) and isinstance(settings, dict) and _natural(settings.get("seed"))):
         raise ModelFormatError(f"{path}: damaged checkpoint (training state)")
     model = model_from_file(path, header, arrays)
     history = model.meta.get("history")
     epochs = history.get("epochs") if isinstance(history, dict) else None
-    if not (isinstance(epochs, list) and len(epochs) == epoch):
+    # Each epoch's metrics, numbers by name: train_recipe sums their seconds on resume.
+    if not (isinstance(epochs, list) and len(epochs) == epoch and all(map(_metrics, epochs))):
         raise ModelFormatError(f"{path}: damaged checkpoint (history of {epoch} epochs)")
     optimizer_state = {}
     for key, value in arrays.items():
         if key.startswith(OPTIMIZER):
             j, _, name = key[len(OPTIMIZER) :].partition(".")
-            if not (j.isdigit() and name):
+            if not (j.isascii() and j.isdigit() and name):
                 raise ModelFormatError(f"{path}: damaged checkpoint: unexpected array {key!r}")
             optimizer_state[(int(j), name)] = value
     return Checkpoint(path, header, model, optimizer_state)

@@ -234,7 +234,7 @@ def _layer_weights(path: Path, model, arrays: dict[str, np.ndarray]) -> list[dic
         if not key.startswith(LAYERS):
             continue  # a checkpoint's optimizer state, read by the checkpoint module
         i, _, rest = key[len(LAYERS) :].partition(".")
-        if not (i.isdigit() and int(i) < len(model.layers)):
+        if not (i.isascii() and i.isdigit() and int(i) < len(model.layers)):
             raise ModelFormatError(f"{path}: damaged model: unexpected array {key!r}")
         weights[int(i)][rest] = value
     for i, layer in enumerate(model.layers):

@@ -90,8 +90,10 @@ def fit(
 
     ``checkpoint=PATH`` saves the training state there after every epoch (atomically; see
     :mod:`deepnet.core.checkpoint`); ``resume=True`` continues from it, with the same settings
-    and data, to the same final weights as an uninterrupted run. Without ``resume`` an
-    existing file at ``PATH`` is an error, never overwritten.
+    and data, to the same final weights as an uninterrupted run, unless a callback keeps state
+    across epochs: callbacks start afresh (early stopping's patience count and best weights
+    are not in the checkpoint). Without ``resume`` an existing file at ``PATH`` is an error,
+    never overwritten.
     """
     registry = get_registry()
     if not (isinstance(epochs, int) and epochs >= 1):
@@ -219,11 +221,11 @@ def fit(
         for cb in cbs:
             stop = bool(cb.on_epoch_end(model, epoch, logs)) or stop
         history.stopped_early = stop
-        model.meta["history"] = history.to_dict()
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, epoch=epoch + 1, **training_state)
         if stop:
             break
+        if checkpoint is not None and epoch + 1 < epochs:  # the last one is saved below
+            model.meta["history"] = history.to_dict()
+            save_checkpoint(checkpoint, model, epoch=epoch + 1, **training_state)
     for cb in cbs:
         cb.on_train_end(model)
     model.meta["history"] = history.to_dict()

@@ -163,6 +163,8 @@ class Adam(Optimizer):
         lr, b1, b2 = float(lr), self.beta1, self.beta2
         m, v, buf = (_flat(state, k) for k in ("m", "v", "scratch"))
         t = state[0]["t"]
+        if t < 0:  # only a damaged checkpoint has one; the bias corrections would divide by 0
+            raise DeepnetError(f"{type(self).__name__}: damaged state: step count {int(t)}")
         t += 1
         # Twelve passes, as m, v = moving averages of g and g², then the scaled step; only
         # the three that read a gradient or write a param go array by array.

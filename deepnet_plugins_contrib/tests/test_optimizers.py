@@ -164,3 +164,16 @@ def test_adam_refuses_params_of_mixed_dtypes(registry):
     opt = registry.create("optimizer", "adam")
     with pytest.raises(DeepnetError, match="share one dtype"):
         opt.init([np.zeros(3, np.float32), np.zeros(2, np.float64)])
+
+
+@pytest.mark.parametrize("t", [-1, -2])
+def test_adam_refuses_a_negative_step_count(registry, t):
+    """As from a damaged checkpoint: the bias corrections raised ZeroDivisionError or a math
+    domain error; the params stay untouched."""
+    opt = registry.create("optimizer", "adam")
+    p = np.ones(3, np.float32)
+    state = opt.init([p])
+    state[0]["t"][...] = t
+    with pytest.raises(DeepnetError, match=rf"Adam: damaged state: step count {t}"):
+        opt.step([p], [np.ones(3, np.float32)], state, 0.1)
+    assert (p == 1).all()
