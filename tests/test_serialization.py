@@ -194,6 +194,16 @@ def test_damaged_model_files_are_named(model_path, change, message):
         deepnet.load(model_path)
 
 
+def test_non_finite_layer_state_is_refused(blobs, tmp_path):
+    x, y = blobs
+    model = Model([{"name": "normalize", "method": "standardize"}, Dense(3, "softmax")])
+    model.fit(x, y, epochs=1, seed=0)
+    path = model.save(tmp_path / "m.npz")
+    rewrite_header(path, lambda h, a: a["layers.0.state.scale"].__setitem__(0, np.inf))
+    with pytest.raises(ModelFormatError, match=r"layer 0 state\.scale has NaN or infinite"):
+        deepnet.load(path)
+
+
 def test_an_npy_claiming_more_than_the_archive_holds_is_refused(model_path):
     import zipfile
 

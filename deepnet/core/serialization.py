@@ -254,7 +254,8 @@ def _layer_weights(path: Path, model, arrays: dict[str, np.ndarray]) -> list[dic
                     f"{path}: weights do not fit the architecture: layer {i} {key} is "
                     f"{value.dtype} {value.shape}, expected {want.dtype} {want.shape}"
                 )
-            if key.startswith("params.") and not np.isfinite(value).all():
+            # State too: a NaN running statistic or normalization scale predicts NaN silently.
+            if value.dtype.kind in "fc" and not np.isfinite(value).all():
                 raise ModelFormatError(
                     f"{path}: damaged model: layer {i} {key} has NaN or infinite values"
                 )
