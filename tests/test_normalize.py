@@ -78,6 +78,16 @@ def test_statistics_come_from_the_training_part_and_are_saved(pixels, tmp_path):
     assert loaded.evaluate(x_test, y_test)["accuracy"] > 0.8
 
 
+def test_the_first_fit_adapts_a_model_built_beforehand_and_later_fits_keep_it(pixels):
+    x_train, y_train, _, _ = pixels
+    model = Model([Normalize("standardize"), Dense(10, "softmax")]).build((784,), seed=0)
+    model.fit(x_train, y_train, epochs=1, seed=0)
+    mean = model.layers[0].state["mean"].copy()
+    np.testing.assert_allclose(mean, x_train.mean(axis=0), rtol=1e-5, atol=1e-3)
+    model.fit(x_train[:500], y_train[:500], epochs=1, seed=0)  # continued training
+    np.testing.assert_array_equal(model.layers[0].state["mean"], mean)
+
+
 def test_integer_input_stays_integer_and_floats_are_still_checked(pixels):
     x_train, y_train, *_ = pixels
     model = Model([Normalize(), Dense(10, "softmax")]).build((784,))

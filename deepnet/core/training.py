@@ -85,8 +85,9 @@ def fit(
     A non-finite loss raises :class:`DivergenceError` with the weights of the last complete
     epoch restored and the history so far (``exc.history``, and ``model.meta["history"]``).
     The same seed gives bit-identical results. Integer ``x`` (uint8 pixels) is cast batch by
-    batch, never copied whole; when fit builds the model it first adapts its leading
-    data-dependent layers (``normalize``) to the training part (dev set excluded).
+    batch, never copied whole; a model's first fit (it builds the model, or finds it built but
+    never trained) adapts its leading data-dependent layers (``normalize``) to the training part
+    (dev set excluded). Later fits keep them, so continued training sees the same inputs.
 
     ``checkpoint=PATH`` saves the training state there after every epoch (atomically; see
     :mod:`deepnet.core.checkpoint`); ``resume=True`` continues from it, with the same settings
@@ -112,6 +113,7 @@ def fit(
     seed = int(seq.entropy) if seed is None else seed  # type: ignore[arg-type]
     build_seq, split_seq, shuffle_seq = seq.spawn(3)
     building = not model.built
+    first_fit = building or "history" not in model.meta
     if building:
         model.build(x.shape[1:], seed=int(build_seq.generate_state(1)[0]))
     x = model.check_input(x)  # integer pixels stay integers: batches are cast one by one
@@ -125,7 +127,7 @@ def fit(
         x_dev = y_dev = None
     if len(x) == 0:
         raise DeepnetError("no training samples left")
-    if building:  # statistics of the training part only, so the dev set stays unseen
+    if first_fit:  # statistics of the training part only, so the dev set stays unseen
         model.adapt(x)
 
     opt = registry.create("optimizer", optimizer)
