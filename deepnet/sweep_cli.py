@@ -230,10 +230,12 @@ def _space(
     sweep_options = {**spec.get("sweep", {}), **{k: v for k, v in options.items() if v is not None}}
     base = dict(spec.get("base", {}))
     values = flatten(spec.get("space", {}))
+    source = space_file or "command line"
     for name, value in map(parse_assignment, params):
-        known = values.get(name)
-        values[name] = [*(known if isinstance(known, list) else [])]
+        known = values.get(name, [])
+        if isinstance(known, dict):
+            raise UserError(f"--param {name}: {source} gives {name} a range, not values to add to")
+        values[name] = [*(known if isinstance(known, list) else [known])]
         values[name] += value if isinstance(value, list) else [value]
     base.update(map(parse_assignment, fixed))
-    source = space_file or "command line"
     return make_space({"sweep": sweep_options, "base": base, "space": values}, source)

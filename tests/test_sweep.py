@@ -6,6 +6,7 @@ import json
 import os
 import signal
 
+import click
 import distributed  # the sweep extra, which make test installs: not skipped if missing
 import numpy as np
 import pytest
@@ -356,6 +357,17 @@ def test_command_mistakes_exit_2_on_one_line(args, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_param_values_add_to_the_files_values_even_a_single_one(tmp_path):
+    from deepnet.sweep_cli import _space
+
+    path = tmp_path / "space.toml"
+    path.write_text("[space]\nlr = 0.05\nseed = [0, 1]\nepochs = {randint = [1, 3]}\n")
+    space = _space(str(path), ("lr=0.1", "seed=2"), (), {"search": "random", "trials": 2})
+    assert space.params["lr"] == [0.05, 0.1] and space.params["seed"] == [0, 1, 2]
+    with pytest.raises(click.ClickException, match="gives epochs a range"):
+        _space(str(path), ("epochs=2",), (), {})
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path):
