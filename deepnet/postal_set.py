@@ -172,10 +172,12 @@ def read_set(directory: str | Path) -> list[tuple[Path, str]]:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"file", "code"} <= set(reader.fieldnames):
             raise DataFormatError(f"{path}: expected the columns file,code")
-        pairs = [(path.parent / r["file"], r["code"].strip()) for r in reader]
-    bad = [c for _, c in pairs if not c.isdigit()]
-    if bad:
-        raise DataFormatError(f"{path}: codes must be digits, got {bad[0]!r}")
+        # A short row leaves None in the cells it lacks.
+        rows = [(r["file"] or "", (r["code"] or "").strip()) for r in reader]
+    for n, (name, code) in enumerate(rows, 2):
+        if not name or not (code.isascii() and code.isdigit()):  # isdigit alone takes "²"
+            raise DataFormatError(f"{path}:{n}: expected a file and a code of digits 0-9")
+    pairs = [(path.parent / name, code) for name, code in rows]
     if not pairs:
         raise DataFormatError(f"{path}: lists no codes")
     return pairs

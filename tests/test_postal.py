@@ -23,7 +23,12 @@ from deepnet.postal import (
     segment,
     segment_digits,
 )
-from deepnet.postal_set import accuracy_at_rejection, compose_strip, mnist_test_digits
+from deepnet.postal_set import (
+    accuracy_at_rejection,
+    compose_strip,
+    mnist_test_digits,
+    read_set,
+)
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +262,10 @@ def test_reading_a_missing_file_through_the_api_names_it(model, tmp_path):
     m, _ = model
     with pytest.raises(DataFormatError, match=r"nothing\.png"):
         CodeReader(m).read(tmp_path / "nothing.png")
+
+
+@pytest.mark.parametrize("row", ["a.png", "a.png,", ",12345", "a.png,12a45", "a.png,1²"])
+def test_a_bad_row_of_codes_csv_names_the_file_and_line(tmp_path, row):
+    (tmp_path / "codes.csv").write_text(f"file,code\nok.png,00123\n{row}\n")
+    with pytest.raises(DataFormatError, match=r"codes\.csv:3: expected a file and a code"):
+        read_set(tmp_path)
