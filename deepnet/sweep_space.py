@@ -195,6 +195,9 @@ def make_space(spec: Mapping[str, Any], source: str = "space") -> Space:
         raise DeepnetError(
             f"{source}: unknown table [{sorted(unknown)[0]}]; a sweep has [sweep], [base], [space]"
         )
+    for table, value in spec.items():
+        if not isinstance(value, Mapping):
+            raise DeepnetError(f"{source}: {table} must be a table [{table}], got {value!r}")
     options = dict(spec.get("sweep", {}))
     known = ("preset", "search", "trials", "max_time", "seed", "metric")
     for key in options:

@@ -93,6 +93,8 @@ def test_a_distribution_samples_its_kind():
         ({"base": {"dev_fraction": 0.0}}, "dev_fraction must be > 0"),
         ({"sweep": {"metrc": "x"}}, "unknown option 'metrc'. Did you mean 'metric'?"),
         ({"sweep": {"metric": "test_accuracy"}}, "metric must be one of dev_accuracy"),
+        ({"space": [1]}, "space must be a table [space], got [1]"),
+        ({"sweep": 3}, "sweep must be a table [sweep], got 3"),
     ],
 )
 def test_space_mistakes_are_one_line_errors(spec, message):
