@@ -72,7 +72,13 @@ def user_errors() -> Iterator[None]:
         raise Failure(one_line(exc)) from None
     except DeepnetError as exc:
         raise UserError(one_line(exc)) from None
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as exc:
         # OSError's str() is "[Errno 2] No such file or directory: 'x'"; say it plainly.
         if exc.filename is not None and exc.strerror:
             raise UserError(f"{exc.filename}: {exc.strerror.lower()}") from None

@@ -256,6 +256,9 @@ def test_synth_and_eval_on_a_small_set(model, tmp_path):
     text = invoke("postal", "eval", path, tmp_path / "set", "--limit", 5).output
     assert "codes read exactly" in text and "codes/s" in text
     assert "no such file" in invoke("postal", "eval", path, tmp_path, code=2).output
+    (tmp_path / "taken").touch()
+    taken = invoke("postal", "synth", tmp_path / "taken", "--count", 1, code=2).output
+    assert taken.strip() == f"Error: {tmp_path / 'taken'}: file exists"
 
 
 def test_reading_a_missing_file_through_the_api_names_it(model, tmp_path):
