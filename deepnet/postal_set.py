@@ -31,11 +31,10 @@ REJECTION_RATES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 def mnist_test_digits() -> tuple[np.ndarray, np.ndarray]:
     """MNIST's test images ``(10000, 28, 28)`` uint8 and labels ``(10000,)``."""
-    from deepnet.datasets import MNIST_DIR, read_idx
+    from deepnet.core.data import read_idx_split
+    from deepnet.datasets import MNIST_DIR
 
-    images = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
-    return images, labels.astype(np.int64)
+    return read_idx_split(MNIST_DIR, "test")
 
 
 def render_digit(
