@@ -777,8 +777,7 @@ class CodeReader:
         todo = [c for c in cuts if c.proba is None]
         proba = iter(())
         if todo:
-            rows = np.concatenate([c.digits.reshape(len(c.digits), -1) for c in todo])
-            proba = iter(self.model.predict_proba(self.prepare(rows)))
+            proba = iter(self.score(np.concatenate([c.digits for c in todo])))
         reads = []
         for cut in cuts:
             p = cut.proba if cut.proba is not None else np.stack([next(proba) for _ in cut.digits])
