@@ -122,7 +122,7 @@ class Table:
     "--model", "model_path", metavar="MODEL", help="Save the best model here [DIR/best.npz]."
 )
 @click.option(
-    "--plot", metavar="FILE.png", help="Dev accuracy against each parameter (deepnet[plot])."
+    "--plot", metavar="FILE.png", help="The metric against each parameter (deepnet[plot])."
 )
 def sweep(
     space_file: str | None,
