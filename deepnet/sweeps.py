@@ -277,7 +277,7 @@ def _open_client(client: Any, scheduler: str | None, workers: int | None) -> tup
     if scheduler:
         try:
             client = distributed.Client(scheduler)  # waits distributed.comm.timeouts.connect
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not an address (no port, ...)
             raise DeepnetError(
                 f"cannot reach the Dask scheduler at {scheduler}: {exc}; is `dask scheduler` "
                 "running there, and are its workers started?"

@@ -387,3 +387,12 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     assert result.output.splitlines()[-1].startswith(
         "Error: cannot reach the Dask scheduler at tcp://127.0.0.1:1: Timed out"
     )
+
+
+def test_a_malformed_scheduler_address_is_one_line(tmp_path):
+    args = ["sweep", "--param", "lr=0.1", "--scheduler", "127.0.0.1", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1].startswith(
+        "Error: cannot reach the Dask scheduler at 127.0.0.1: missing port number"
+    )
