@@ -327,11 +327,11 @@ def segment(
 
     ``gray`` is ``(H, W)`` in 0..255, either polarity. A tilted line of digits is turned
     level first (:func:`line_tilt`); the ink map and pieces returned are then the turned
-    ones. With ``expect_digits`` and a ``scorer`` (a classifier), a picture that falls into
-    too few digits is over-cut and its pieces grouped into ``expect_digits`` the way the
-    classifier is surest of (:func:`best_grouping`). Each piece's mask holds all the ink that
-    belongs to it (see :func:`claim_ink`). Raises :class:`DeepnetError` for an empty picture
-    or one with no ink.
+    ones. With ``expect_digits`` and a ``scorer`` (a classifier), every piece wider than
+    :data:`WIDE` digit heights is over-cut, whatever the count, and the atoms are grouped into
+    ``expect_digits`` the way the classifier is surest of (:func:`best_grouping`). Each
+    piece's mask holds all the ink that belongs to it (see :func:`claim_ink`). Raises
+    :class:`DeepnetError` for an empty picture or one with no ink.
     """
     ink, pieces, _, _ = _segment(gray, expect_digits, scorer)
     return ink, pieces
