@@ -500,8 +500,10 @@ COLUMNS = (
 
 
 def write_results(out_dir: Path, results: list[dict[str, Any]], space: Space) -> dict[str, Path]:
-    """results.json (every record) and results.csv (one row per trial, a column per param)."""
+    """results.json (every record) and results.csv (one row per trial, a column per param),
+    each replaced atomically."""
     import csv
+    import io
 
     json_path = out_dir / "results.json"
     doc = {
@@ -510,21 +512,18 @@ def write_results(out_dir: Path, results: list[dict[str, Any]], space: Space) ->
         "params": list(space.params),
         "trials": results,
     }
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
-    os.replace(tmp, json_path)
-    csv_path = out_dir / "results.csv"
+    _write_bytes(json_path, (json.dumps(doc, indent=2, allow_nan=True) + "\n").encode())
     names = list(space.params)
-    with csv_path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*COLUMNS[:3], *names, *COLUMNS[3:]])
-        for r in results:
-            params = [_cell(r["params"].get(n)) for n in names]
-            writer.writerow(
-                [_cell(r.get(c)) for c in COLUMNS[:3]]
-                + params
-                + [_cell(r.get(c)) for c in COLUMNS[3:]]
-            )
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow([*COLUMNS[:3], *names, *COLUMNS[3:]])
+    for r in results:
+        params = [_cell(r["params"].get(n)) for n in names]
+        writer.writerow(
+            [_cell(r.get(c)) for c in COLUMNS[:3]] + params + [_cell(r.get(c)) for c in COLUMNS[3:]]
+        )
+    csv_path = out_dir / "results.csv"
+    _write_bytes(csv_path, table.getvalue().encode())
     return {"json": json_path, "csv": csv_path}
 
 
