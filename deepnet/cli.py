@@ -1032,7 +1032,6 @@ if __name__ == "__main__":
 
     _main()
 else:
-    # Attached at the end, because the sweep command reuses this module's helpers.
-    from deepnet.sweep_cli import sweep as _sweep
-
-    main.add_command(_sweep)
+    # Last, because the sweep command reuses this module's helpers; the module attaches its
+    # command to main itself, so that importing it first works too.
+    import deepnet.sweep_cli  # noqa: F401

@@ -15,6 +15,7 @@ from deepnet.cli import (
     _Command,
     data_options,
     dtype_option,
+    main,
     parse_assignment,
     percent,
     registry,
@@ -239,3 +240,6 @@ def _space(
         values[name] += value if isinstance(value, list) else [value]
     base.update(map(parse_assignment, fixed))
     return make_space({"sweep": sweep_options, "base": base, "space": values}, source)
+
+
+main.add_command(sweep)

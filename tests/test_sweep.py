@@ -396,3 +396,15 @@ def test_a_malformed_scheduler_address_is_one_line(tmp_path):
     assert result.output.splitlines()[-1].startswith(
         "Error: cannot reach the Dask scheduler at 127.0.0.1: missing port number"
     )
+
+
+def test_the_sweep_command_module_imports_on_its_own():
+    import subprocess
+    import sys
+
+    code = (
+        "from deepnet.sweep_cli import sweep; from deepnet.cli import main; "
+        "print(main.commands['sweep'] is sweep)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
