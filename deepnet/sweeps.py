@@ -329,8 +329,9 @@ def sweep(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         log = out_dir / LOG
-        ids = {t.id for t in trials}
-        done = {k: r for k, r in read_log(log).items() if k in ids}
+        logged = read_log(log)
+        # A record's index is its place in this run's trials (values may have been added).
+        done = {t.id: {**logged[t.id], "index": t.index} for t in trials if t.id in logged}
     pending = [t for t in trials if t.id not in done]
     if on_start:
         on_start(trials, len(done))
