@@ -330,8 +330,13 @@ def sweep(
         out_dir.mkdir(parents=True, exist_ok=True)
         log = out_dir / LOG
         logged = read_log(log)
-        # A record's index is its place in this run's trials (values may have been added).
-        done = {t.id: {**logged[t.id], "index": t.index} for t in trials if t.id in logged}
+        # A record takes its place and params in this run's trials: values may have been added,
+        # and the same recipe may have been reached through other fields.
+        done = {
+            t.id: {**logged[t.id], "index": t.index, "params": t.params}
+            for t in trials
+            if t.id in logged
+        }
     pending = [t for t in trials if t.id not in done]
     if on_start:
         on_start(trials, len(done))

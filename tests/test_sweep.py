@@ -145,7 +145,7 @@ def test_the_sweep_reads_only_training_files():
     assert x.shape == (100, 784) and x.dtype == np.uint8 and y.dtype == np.int64
 
 
-def test_finished_trials_take_their_index_in_the_current_space(tmp_path):
+def test_finished_trials_take_their_index_and_params_in_the_current_space(tmp_path):
     data = IdxData(limit=300)
     base = {"epochs": 1, "layers": "16:relu,10:softmax"}
     space = make_space({"base": base, "space": {"lr": [0.05, 0.1]}})
@@ -154,10 +154,11 @@ def test_finished_trials_take_their_index_in_the_current_space(tmp_path):
     # Logged by an earlier run whose space listed the values the other way round.
     with (tmp_path / LOG).open("w") as f:
         for t, old_index, acc in zip(trials, (1, 0), (0.6, 0.6), strict=True):
-            record = {"trial": t.id, "index": old_index, "params": t.params}
+            record = {"trial": t.id, "index": old_index, "params": {}}  # lr was in [base]
             f.write(json.dumps({**record, "status": "ok", "dev_accuracy": acc}) + "\n")
     result = deepnet.sweep(space, data, out=tmp_path)  # nothing to run: no cluster started
     assert [r["index"] for r in result.results] == [0, 1]
+    assert [r["params"] for r in result.results] == [{"lr": 0.05}, {"lr": 0.1}]
     assert result.best["trial"] == trials[0].id  # of equal scores, the first trial
 
 
