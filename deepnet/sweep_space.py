@@ -175,10 +175,12 @@ def _dimension(name: str, value: Any, where: str) -> list[Any] | Distribution:
     if isinstance(value, Mapping):
         ((kind, bounds),) = value.items()
         ok = isinstance(bounds, list) and len(bounds) == 2
-        ok = ok and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+        number = int if kind == "randint" else int | float  # randint draws whole numbers
+        ok = ok and all(isinstance(b, number) and not isinstance(b, bool) for b in bounds)
         if not ok or bounds[0] > bounds[1] or (kind == "log_uniform" and bounds[0] <= 0):
             raise DeepnetError(
                 f"{where}: {name} = {{{kind} = {bounds!r}}}: give [low, high] with low <= high"
+                + (", both integers" if kind == "randint" else "")
                 + (" and low > 0" if kind == "log_uniform" else "")
             )
         return Distribution(kind, bounds[0], bounds[1])

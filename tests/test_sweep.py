@@ -90,6 +90,7 @@ def test_a_distribution_samples_its_kind():
         ({"space": {"epochs": [1.5]}}, "epochs must be an integer"),
         ({"space": {"lr.x": [1]}}, "only optimizer and schedule take a dotted key"),
         ({"space": {"lr": {"log_uniform": [0, 1]}}}, "low > 0"),
+        ({"space": {"epochs": {"randint": [1.5, 3]}}}, "both integers"),
         ({"base": {"dev_fraction": 0.0}}, "dev_fraction must be > 0"),
         ({"sweep": {"metrc": "x"}}, "unknown option 'metrc'. Did you mean 'metric'?"),
         ({"sweep": {"metric": "test_accuracy"}}, "metric must be one of dev_accuracy"),
