@@ -255,6 +255,8 @@ def test_synth_and_eval_on_a_small_set(model, tmp_path):
     assert two["code_accuracy"] == result["code_accuracy"] and two["errors"] == result["errors"]
     text = invoke("postal", "eval", path, tmp_path / "set", "--limit", 5).output
     assert "codes read exactly" in text and "codes/s" in text
+    text = invoke("postal", "eval", path, tmp_path / "set", "--limit", 2, "--min-confidence", 1)
+    assert "100.0% sent to a human, none left" in text.output and "nan" not in text.output
     assert "no such file" in invoke("postal", "eval", path, tmp_path, code=2).output
     (tmp_path / "taken").touch()
     taken = invoke("postal", "synth", tmp_path / "taken", "--count", 1, code=2).output
