@@ -47,9 +47,7 @@ def render_digit(
     pil = require("PIL.Image")
     ndimage = require("scipy.ndimage")
     resampling = getattr(pil, "Resampling", pil)
-    im = pil.fromarray(np.asarray(image, dtype=np.float32) / 255.0, mode="F")
-    im = im.rotate(angle, resample=resampling.BILINEAR, expand=True)
-    a = np.asarray(im)
+    a = turn(np.asarray(image, dtype=np.float32) / 255.0, angle)
     rows, cols = np.flatnonzero((a > 0.1).any(axis=1)), np.flatnonzero((a > 0.1).any(axis=0))
     a = a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     scale = height / a.shape[0]
