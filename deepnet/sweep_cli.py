@@ -165,6 +165,8 @@ def sweep(
         raise UserError("give a SPACE.toml, or --param NAME=VALUE options, or both")
     if dataset and data_dir:
         raise UserError("give --dataset or --data-dir, not both")
+    if scheduler and workers:  # the scheduler's own workers run the trials
+        raise UserError("give --scheduler or --workers, not both")
     if plot:
         require("matplotlib")  # before the work, not after
     require("distributed")

@@ -376,6 +376,7 @@ def test_the_command_starts_its_own_local_workers(tmp_path):
         (["sweep", "nowhere.toml"], "nowhere.toml: no such sweep definition"),
         (["sweep", "--param", "lrr=0.1"], "unknown field 'lrr'"),
         (["sweep", "--param", "lr=0.1", "--dataset", "mnist", "--data-dir", "x"], "not both"),
+        (["sweep", "--param", "lr=0.1", "--scheduler", "tcp://h:1", "--workers", "2"], "not both"),
     ],
 )
 def test_command_mistakes_exit_2_on_one_line(args, message):
