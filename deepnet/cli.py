@@ -72,7 +72,13 @@ def user_errors() -> Iterator[None]:
         raise Failure(one_line(exc)) from None
     except DeepnetError as exc:
         raise UserError(one_line(exc)) from None
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as exc:
         # OSError's str() is "[Errno 2] No such file or directory: 'x'"; say it plainly.
         if exc.filename is not None and exc.strerror:
             raise UserError(f"{exc.filename}: {exc.strerror.lower()}") from None
@@ -1027,7 +1033,6 @@ if __name__ == "__main__":
 
     _main()
 else:
-    # Attached at the end, because the sweep command reuses this module's helpers.
-    from deepnet.sweep_cli import sweep as _sweep
-
-    main.add_command(_sweep)
+    # Last, because the sweep command reuses this module's helpers; the module attaches its
+    # command to main itself, so that importing it first works too.
+    import deepnet.sweep_cli  # noqa: F401

@@ -202,36 +202,33 @@ def merge_stacked(pieces: list[Piece]) -> list[Piece]:
     digit tall joins the piece it overlaps most, or the nearest within a fifth of a digit.
     """
     pieces = sorted(pieces, key=lambda p: -p.area)
-    merged = True
-    while merged and len(pieces) > 1:
-        merged = False
-        height = _digit_height(pieces)
-        for i, a in enumerate(pieces):
-            others = [j for j in range(len(pieces)) if j != i]
-            if a.height < 0.5 * height:
-                j = min(others, key=lambda k: _gap(a, pieces[k]))
-                if _gap(a, pieces[j]) <= 0.2 * height:
-                    break
-                continue
-            found = False
-            for j in others:
-                b = pieces[j]
-                shared_cols = _overlap(a.left, a.right, b.left, b.right)
-                shared_rows = _overlap(a.top, a.bottom, b.top, b.bottom)
-                if shared_cols >= 0.5 * min(a.width, b.width) and shared_rows < 0.5 * min(
-                    a.height, b.height
-                ):
-                    found = True
-                    break
-            if found:
-                break
-        else:
+    while len(pieces) > 1:
+        pair = _parts_of_one_digit(pieces, _digit_height(pieces))
+        if pair is None:
             break
-        merged = True
-        a, b = pieces[i], pieces[j]
-        pieces = [p for k, p in enumerate(pieces) if k not in (i, j)] + [a.merged(b)]
-        pieces.sort(key=lambda p: -p.area)
+        i, j = pair
+        rest = [p for k, p in enumerate(pieces) if k not in pair]
+        pieces = sorted([*rest, pieces[i].merged(pieces[j])], key=lambda p: -p.area)
     return pieces
+
+
+def _parts_of_one_digit(pieces: list[Piece], height: float) -> tuple[int, int] | None:
+    """The first two pieces (indices, largest first) that :func:`merge_stacked` joins."""
+    for i, a in enumerate(pieces):
+        others = [j for j in range(len(pieces)) if j != i]
+        if a.height < 0.5 * height:
+            j = min(others, key=lambda k: _gap(a, pieces[k]))
+            if _gap(a, pieces[j]) <= 0.2 * height:
+                return i, j
+            continue
+        for j in others:
+            b = pieces[j]
+            shared_cols = _overlap(a.left, a.right, b.left, b.right)
+            shared_rows = _overlap(a.top, a.bottom, b.top, b.bottom)
+            min_w, min_h = min(a.width, b.width), min(a.height, b.height)
+            if shared_cols >= 0.5 * min_w and shared_rows < 0.5 * min_h:
+                return i, j
+    return None
 
 
 def drop_specks(pieces: list[Piece]) -> list[Piece]:
@@ -330,11 +327,11 @@ def segment(
 
     ``gray`` is ``(H, W)`` in 0..255, either polarity. A tilted line of digits is turned
     level first (:func:`line_tilt`); the ink map and pieces returned are then the turned
-    ones. With ``expect_digits`` and a ``scorer`` (a classifier), a picture that falls into
-    too few digits is over-cut and its pieces grouped into ``expect_digits`` the way the
-    classifier is surest of (:func:`best_grouping`). Each piece's mask holds all the ink that
-    belongs to it (see :func:`claim_ink`). Raises :class:`DeepnetError` for an empty picture
-    or one with no ink.
+    ones. With ``expect_digits`` and a ``scorer`` (a classifier), every piece wider than
+    :data:`WIDE` digit heights is over-cut, whatever the count, and the atoms are grouped into
+    ``expect_digits`` the way the classifier is surest of (:func:`best_grouping`). Each
+    piece's mask holds all the ink that belongs to it (see :func:`claim_ink`). Raises
+    :class:`DeepnetError` for an empty picture or one with no ink.
     """
     ink, pieces, _, _ = _segment(gray, expect_digits, scorer)
     return ink, pieces
@@ -777,8 +774,7 @@ class CodeReader:
         todo = [c for c in cuts if c.proba is None]
         proba = iter(())
         if todo:
-            rows = np.concatenate([c.digits.reshape(len(c.digits), -1) for c in todo])
-            proba = iter(self.model.predict_proba(self.prepare(rows)))
+            proba = iter(self.score(np.concatenate([c.digits for c in todo])))
         reads = []
         for cut in cuts:
             p = cut.proba if cut.proba is not None else np.stack([next(proba) for _ in cut.digits])

@@ -6,6 +6,7 @@ Attached to the ``deepnet`` group in :mod:`deepnet.cli`; the reading itself is i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -176,9 +177,10 @@ def evaluate(
         threshold = f"{row['threshold']:.3f}" if row["rejection"] else "-"
         click.echo(f"{row['rejection']:>8.0%}  {threshold:>16}  {row['accuracy']:>26.2%}")
     click.echo("")
+    accepted = result["accepted_accuracy"]
+    right = "none left" if math.isnan(accepted) else f"{accepted:.2%} of the accepted codes right"
     click.echo(
-        f"at --min-confidence {min_confidence}: {result['rejected']:.1%} sent to a human, "
-        f"{result['accepted_accuracy']:.2%} of the accepted codes right"
+        f"at --min-confidence {min_confidence}: {result['rejected']:.1%} sent to a human, {right}"
     )
     for e in result["errors"][:show_errors]:
         click.echo(f"  {e['file']}: true {e['true']}, read {e['read']} ({e['confidence']:.1%})")

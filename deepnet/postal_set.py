@@ -31,11 +31,10 @@ REJECTION_RATES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
 
 def mnist_test_digits() -> tuple[np.ndarray, np.ndarray]:
     """MNIST's test images ``(10000, 28, 28)`` uint8 and labels ``(10000,)``."""
-    from deepnet.datasets import MNIST_DIR, read_idx
+    from deepnet.core.data import read_idx_split
+    from deepnet.datasets import MNIST_DIR
 
-    images = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
-    return images, labels.astype(np.int64)
+    return read_idx_split(MNIST_DIR, "test")
 
 
 def render_digit(
@@ -48,9 +47,7 @@ def render_digit(
     pil = require("PIL.Image")
     ndimage = require("scipy.ndimage")
     resampling = getattr(pil, "Resampling", pil)
-    im = pil.fromarray(np.asarray(image, dtype=np.float32) / 255.0, mode="F")
-    im = im.rotate(angle, resample=resampling.BILINEAR, expand=True)
-    a = np.asarray(im)
+    a = turn(np.asarray(image, dtype=np.float32) / 255.0, angle)
     rows, cols = np.flatnonzero((a > 0.1).any(axis=1)), np.flatnonzero((a > 0.1).any(axis=0))
     a = a[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     scale = height / a.shape[0]
@@ -172,10 +169,12 @@ def read_set(directory: str | Path) -> list[tuple[Path, str]]:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"file", "code"} <= set(reader.fieldnames):
             raise DataFormatError(f"{path}: expected the columns file,code")
-        pairs = [(path.parent / r["file"], r["code"].strip()) for r in reader]
-    bad = [c for _, c in pairs if not c.isdigit()]
-    if bad:
-        raise DataFormatError(f"{path}: codes must be digits, got {bad[0]!r}")
+        # A short row leaves None in the cells it lacks.
+        rows = [(r["file"] or "", (r["code"] or "").strip()) for r in reader]
+    for n, (name, code) in enumerate(rows, 2):
+        if not name or not (code.isascii() and code.isdigit()):  # isdigit alone takes "²"
+            raise DataFormatError(f"{path}:{n}: expected a file and a code of digits 0-9")
+    pairs = [(path.parent / name, code) for name, code in rows]
     if not pairs:
         raise DataFormatError(f"{path}: lists no codes")
     return pairs

@@ -15,6 +15,7 @@ from deepnet.cli import (
     _Command,
     data_options,
     dtype_option,
+    main,
     parse_assignment,
     percent,
     registry,
@@ -122,7 +123,7 @@ class Table:
     "--model", "model_path", metavar="MODEL", help="Save the best model here [DIR/best.npz]."
 )
 @click.option(
-    "--plot", metavar="FILE.png", help="Dev accuracy against each parameter (deepnet[plot])."
+    "--plot", metavar="FILE.png", help="The metric against each parameter (deepnet[plot])."
 )
 def sweep(
     space_file: str | None,
@@ -164,6 +165,8 @@ def sweep(
         raise UserError("give a SPACE.toml, or --param NAME=VALUE options, or both")
     if dataset and data_dir:
         raise UserError("give --dataset or --data-dir, not both")
+    if scheduler and workers:  # the scheduler's own workers run the trials
+        raise UserError("give --scheduler or --workers, not both")
     if plot:
         require("matplotlib")  # before the work, not after
     require("distributed")
@@ -230,10 +233,15 @@ def _space(
     sweep_options = {**spec.get("sweep", {}), **{k: v for k, v in options.items() if v is not None}}
     base = dict(spec.get("base", {}))
     values = flatten(spec.get("space", {}))
+    source = space_file or "command line"
     for name, value in map(parse_assignment, params):
-        known = values.get(name)
-        values[name] = [*(known if isinstance(known, list) else [])]
+        known = values.get(name, [])
+        if isinstance(known, dict):
+            raise UserError(f"--param {name}: {source} gives {name} a range, not values to add to")
+        values[name] = [*(known if isinstance(known, list) else [known])]
         values[name] += value if isinstance(value, list) else [value]
     base.update(map(parse_assignment, fixed))
-    source = space_file or "command line"
     return make_space({"sweep": sweep_options, "base": base, "space": values}, source)
+
+
+main.add_command(sweep)

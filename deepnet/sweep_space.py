@@ -175,10 +175,12 @@ def _dimension(name: str, value: Any, where: str) -> list[Any] | Distribution:
     if isinstance(value, Mapping):
         ((kind, bounds),) = value.items()
         ok = isinstance(bounds, list) and len(bounds) == 2
-        ok = ok and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+        number = int if kind == "randint" else int | float  # randint draws whole numbers
+        ok = ok and all(isinstance(b, number) and not isinstance(b, bool) for b in bounds)
         if not ok or bounds[0] > bounds[1] or (kind == "log_uniform" and bounds[0] <= 0):
             raise DeepnetError(
                 f"{where}: {name} = {{{kind} = {bounds!r}}}: give [low, high] with low <= high"
+                + (", both integers" if kind == "randint" else "")
                 + (" and low > 0" if kind == "log_uniform" else "")
             )
         return Distribution(kind, bounds[0], bounds[1])
@@ -195,6 +197,9 @@ def make_space(spec: Mapping[str, Any], source: str = "space") -> Space:
         raise DeepnetError(
             f"{source}: unknown table [{sorted(unknown)[0]}]; a sweep has [sweep], [base], [space]"
         )
+    for table, value in spec.items():
+        if not isinstance(value, Mapping):
+            raise DeepnetError(f"{source}: {table} must be a table [{table}], got {value!r}")
     options = dict(spec.get("sweep", {}))
     known = ("preset", "search", "trials", "max_time", "seed", "metric")
     for key in options:

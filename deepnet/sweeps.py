@@ -277,7 +277,7 @@ def _open_client(client: Any, scheduler: str | None, workers: int | None) -> tup
     if scheduler:
         try:
             client = distributed.Client(scheduler)  # waits distributed.comm.timeouts.connect
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not an address (no port, ...)
             raise DeepnetError(
                 f"cannot reach the Dask scheduler at {scheduler}: {exc}; is `dask scheduler` "
                 "running there, and are its workers started?"
@@ -329,8 +329,14 @@ def sweep(
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         log = out_dir / LOG
-        ids = {t.id for t in trials}
-        done = {k: r for k, r in read_log(log).items() if k in ids}
+        logged = read_log(log)
+        # A record takes its place and params in this run's trials: values may have been added,
+        # and the same recipe may have been reached through other fields.
+        done = {
+            t.id: {**logged[t.id], "index": t.index, "params": t.params}
+            for t in trials
+            if t.id in logged
+        }
     pending = [t for t in trials if t.id not in done]
     if on_start:
         on_start(trials, len(done))
@@ -500,8 +506,10 @@ COLUMNS = (
 
 
 def write_results(out_dir: Path, results: list[dict[str, Any]], space: Space) -> dict[str, Path]:
-    """results.json (every record) and results.csv (one row per trial, a column per param)."""
+    """results.json (every record) and results.csv (one row per trial, a column per param),
+    each replaced atomically."""
     import csv
+    import io
 
     json_path = out_dir / "results.json"
     doc = {
@@ -510,21 +518,18 @@ def write_results(out_dir: Path, results: list[dict[str, Any]], space: Space) ->
         "params": list(space.params),
         "trials": results,
     }
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
-    os.replace(tmp, json_path)
-    csv_path = out_dir / "results.csv"
+    _write_bytes(json_path, (json.dumps(doc, indent=2, allow_nan=True) + "\n").encode())
     names = list(space.params)
-    with csv_path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([*COLUMNS[:3], *names, *COLUMNS[3:]])
-        for r in results:
-            params = [_cell(r["params"].get(n)) for n in names]
-            writer.writerow(
-                [_cell(r.get(c)) for c in COLUMNS[:3]]
-                + params
-                + [_cell(r.get(c)) for c in COLUMNS[3:]]
-            )
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow([*COLUMNS[:3], *names, *COLUMNS[3:]])
+    for r in results:
+        params = [_cell(r["params"].get(n)) for n in names]
+        writer.writerow(
+            [_cell(r.get(c)) for c in COLUMNS[:3]] + params + [_cell(r.get(c)) for c in COLUMNS[3:]]
+        )
+    csv_path = out_dir / "results.csv"
+    _write_bytes(csv_path, table.getvalue().encode())
     return {"json": json_path, "csv": csv_path}
 
 

@@ -23,7 +23,12 @@ from deepnet.postal import (
     segment,
     segment_digits,
 )
-from deepnet.postal_set import accuracy_at_rejection, compose_strip, mnist_test_digits
+from deepnet.postal_set import (
+    accuracy_at_rejection,
+    compose_strip,
+    mnist_test_digits,
+    read_set,
+)
 
 
 @pytest.fixture(scope="module")
@@ -250,10 +255,22 @@ def test_synth_and_eval_on_a_small_set(model, tmp_path):
     assert two["code_accuracy"] == result["code_accuracy"] and two["errors"] == result["errors"]
     text = invoke("postal", "eval", path, tmp_path / "set", "--limit", 5).output
     assert "codes read exactly" in text and "codes/s" in text
+    text = invoke("postal", "eval", path, tmp_path / "set", "--limit", 2, "--min-confidence", 1)
+    assert "100.0% sent to a human, none left" in text.output and "nan" not in text.output
     assert "no such file" in invoke("postal", "eval", path, tmp_path, code=2).output
+    (tmp_path / "taken").touch()
+    taken = invoke("postal", "synth", tmp_path / "taken", "--count", 1, code=2).output
+    assert taken.strip() == f"Error: {tmp_path / 'taken'}: file exists"
 
 
 def test_reading_a_missing_file_through_the_api_names_it(model, tmp_path):
     m, _ = model
     with pytest.raises(DataFormatError, match=r"nothing\.png"):
         CodeReader(m).read(tmp_path / "nothing.png")
+
+
+@pytest.mark.parametrize("row", ["a.png", "a.png,", ",12345", "a.png,12a45", "a.png,1²"])
+def test_a_bad_row_of_codes_csv_names_the_file_and_line(tmp_path, row):
+    (tmp_path / "codes.csv").write_text(f"file,code\nok.png,00123\n{row}\n")
+    with pytest.raises(DataFormatError, match=r"codes\.csv:3: expected a file and a code"):
+        read_set(tmp_path)

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 
+import click
 import distributed  # the sweep extra, which make test installs: not skipped if missing
 import numpy as np
 import pytest
@@ -89,9 +90,12 @@ def test_a_distribution_samples_its_kind():
         ({"space": {"epochs": [1.5]}}, "epochs must be an integer"),
         ({"space": {"lr.x": [1]}}, "only optimizer and schedule take a dotted key"),
         ({"space": {"lr": {"log_uniform": [0, 1]}}}, "low > 0"),
+        ({"space": {"epochs": {"randint": [1.5, 3]}}}, "both integers"),
         ({"base": {"dev_fraction": 0.0}}, "dev_fraction must be > 0"),
         ({"sweep": {"metrc": "x"}}, "unknown option 'metrc'. Did you mean 'metric'?"),
         ({"sweep": {"metric": "test_accuracy"}}, "metric must be one of dev_accuracy"),
+        ({"space": [1]}, "space must be a table [space], got [1]"),
+        ({"sweep": 3}, "sweep must be a table [sweep], got 3"),
     ],
 )
 def test_space_mistakes_are_one_line_errors(spec, message):
@@ -140,6 +144,23 @@ def test_read_log_cuts_a_torn_last_line(tmp_path):
 def test_the_sweep_reads_only_training_files():
     x, y = IdxData(limit=100).train()
     assert x.shape == (100, 784) and x.dtype == np.uint8 and y.dtype == np.int64
+
+
+def test_finished_trials_take_their_index_and_params_in_the_current_space(tmp_path):
+    data = IdxData(limit=300)
+    base = {"epochs": 1, "layers": "16:relu,10:softmax"}
+    space = make_space({"base": base, "space": {"lr": [0.05, 0.1]}})
+    key = json.dumps(data.describe(), sort_keys=True)
+    trials = make_trials(space, key)
+    # Logged by an earlier run whose space listed the values the other way round.
+    with (tmp_path / LOG).open("w") as f:
+        for t, old_index, acc in zip(trials, (1, 0), (0.6, 0.6), strict=True):
+            record = {"trial": t.id, "index": old_index, "params": {}}  # lr was in [base]
+            f.write(json.dumps({**record, "status": "ok", "dev_accuracy": acc}) + "\n")
+    result = deepnet.sweep(space, data, out=tmp_path)  # nothing to run: no cluster started
+    assert [r["index"] for r in result.results] == [0, 1]
+    assert [r["params"] for r in result.results] == [{"lr": 0.05}, {"lr": 0.1}]
+    assert result.best["trial"] == trials[0].id  # of equal scores, the first trial
 
 
 # -- on a real cluster ---------------------------------------------------------------------
@@ -254,7 +275,12 @@ def test_a_trial_whose_worker_is_killed_runs_again_elsewhere(client, tmp_path):
         if killed:
             return
         busy = {w: keys for w, keys in client.processing().items() if keys}
-        victim, keys = next(iter(busy.items()))
+        # The worker that just finished has just started its next trial, so it is killed
+        # mid-trial; the other one may be finishing a trial started at the same time as this.
+        victim = record["worker"] if record["worker"] in busy else next(iter(busy), None)
+        if victim is None:
+            return
+        keys = busy[victim]
         pid = client.run(os.getpid, workers=[victim])[victim]
         os.kill(pid, signal.SIGKILL)
         killed.update(victim=victim, keys=set(keys))
@@ -262,7 +288,7 @@ def test_a_trial_whose_worker_is_killed_runs_again_elsewhere(client, tmp_path):
     result = deepnet.sweep(
         space, IdxData(limit=4000), client, out=tmp_path, on_result=kill_a_busy_worker
     )
-    assert killed, "no worker was busy when the first trial finished"
+    assert killed, "no worker was busy when any trial finished"
     assert len(result.results) == 4 and all(r["status"] == "ok" for r in result.results)
     rerun = [r for r in result.results if any(r["trial"] in k for k in killed["keys"])]
     assert rerun and all(r["worker"] != killed["victim"] for r in rerun)
@@ -350,12 +376,24 @@ def test_the_command_starts_its_own_local_workers(tmp_path):
         (["sweep", "nowhere.toml"], "nowhere.toml: no such sweep definition"),
         (["sweep", "--param", "lrr=0.1"], "unknown field 'lrr'"),
         (["sweep", "--param", "lr=0.1", "--dataset", "mnist", "--data-dir", "x"], "not both"),
+        (["sweep", "--param", "lr=0.1", "--scheduler", "tcp://h:1", "--workers", "2"], "not both"),
     ],
 )
 def test_command_mistakes_exit_2_on_one_line(args, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_param_values_add_to_the_files_values_even_a_single_one(tmp_path):
+    from deepnet.sweep_cli import _space
+
+    path = tmp_path / "space.toml"
+    path.write_text("[space]\nlr = 0.05\nseed = [0, 1]\nepochs = {randint = [1, 3]}\n")
+    space = _space(str(path), ("lr=0.1", "seed=2"), (), {"search": "random", "trials": 2})
+    assert space.params["lr"] == [0.05, 0.1] and space.params["seed"] == [0, 1, 2]
+    with pytest.raises(click.ClickException, match="gives epochs a range"):
+        _space(str(path), ("epochs=2",), (), {})
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path):
@@ -368,3 +406,24 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path):
     assert result.output.splitlines()[-1].startswith(
         "Error: cannot reach the Dask scheduler at tcp://127.0.0.1:1: Timed out"
     )
+
+
+def test_a_malformed_scheduler_address_is_one_line(tmp_path):
+    args = ["sweep", "--param", "lr=0.1", "--scheduler", "127.0.0.1", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1].startswith(
+        "Error: cannot reach the Dask scheduler at 127.0.0.1: missing port number"
+    )
+
+
+def test_the_sweep_command_module_imports_on_its_own():
+    import subprocess
+    import sys
+
+    code = (
+        "from deepnet.sweep_cli import sweep; from deepnet.cli import main; "
+        "print(main.commands['sweep'] is sweep)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
