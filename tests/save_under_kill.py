@@ -2,9 +2,10 @@
 
 Run by tests/test_atomic_save.py as ``python save_under_kill.py DIR KILLS SEED``. Each round
 forks a child that saves two models alternately over ``DIR/m.npz`` until it is killed with
-SIGKILL after a random delay of up to three save times; the file must then load as one of the
-two models. Prints a JSON summary. Forking (of this single-threaded process) rather than
-starting a fresh interpreter per round makes hundreds of rounds take seconds.
+SIGKILL a random delay of up to three save times after its first save ended; the file must
+then load as one of the two models. Prints a JSON summary. Forking (of this single-threaded
+process) rather than starting a fresh interpreter per round makes hundreds of rounds take
+seconds.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import numpy as np
 from deepnet import Dense, Model, load
 
 
-def save_forever(models: list[Model], path: Path) -> None:
+def save_forever(models: list[Model], path: Path, ready: int) -> None:
     try:
         for i in range(10**9):
             models[i % 2].save(path)
+            if i == 0:
+                os.write(ready, b"!")
     finally:
         os._exit(0)
 
@@ -44,9 +47,16 @@ def main(directory: Path, kills: int, seed: int) -> dict:
     summary = {"rounds": kills, "save_ms": round(save_seconds * 1e3, 2), "loaded_as": [0, 0],
                "killed_mid_save": 0, "failures": []}  # fmt: skip
     for _ in range(kills):
+        ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:
-            save_forever(models, path)
+            save_forever(models, path, ready_w)
+        # The delay counts from the end of the child's first save, not from the fork: a child
+        # can take longer to start (and to warm up) than a save takes, and the kills would then
+        # land before its first save ended, the file always holding the previous round's model.
+        os.read(ready_r, 1)
+        os.close(ready_r)
+        os.close(ready_w)
         time.sleep(rng.uniform(0, 3 * save_seconds))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
