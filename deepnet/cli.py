@@ -38,7 +38,8 @@ from deepnet.core.errors import (
 )
 from deepnet.core.model import FLOAT_DTYPES, Model
 from deepnet.core.registry import REQUIRED, Entry, Registry
-from deepnet.postal_cli import min_confidence_option, postal
+from deepnet.images import model_normalization, model_normalizer, recorded_data_dir
+from deepnet.postal import MIN_CONFIDENCE
 from deepnet.recipes import RECIPES, Recipe, parse_layers, run_recipe, validate_recipe
 
 DATASETS = ("mnist",)
@@ -236,45 +237,15 @@ def load_model(path: str) -> Model:
 # -- normalization of new inputs -----------------------------------------------------------
 
 
-def model_normalization(model: Model, override: str | None) -> str:
-    """How the model's training inputs were normalized: recorded, or its preset's, or scale."""
-    if override:
-        return override
-    data = model.meta.get("data") or {}
-    if data.get("normalize") in NORMALIZATIONS:
-        return data["normalize"]
-    recipe = RECIPES.get(model.meta.get("recipe"))
-    return recipe.normalize if recipe else "scale"
-
-
-def recorded_data_dir(model: Model) -> str | None:
-    """The IDX directory the model was trained on (None: the bundled MNIST), if still there."""
-    recorded = (model.meta.get("data") or {}).get("data_dir")
-    if recorded and not Path(recorded).is_dir():
-        raise UserError(
-            f"the model was trained on {recorded}, which no longer exists; "
-            "give the data again with --data-dir DIR"
-        )
-    return recorded
-
-
-def raw_training_images(model: Model) -> np.ndarray:
-    """The unnormalized training images of the model's data set, as uint8 rows."""
-    from deepnet.datasets import MNIST_DIR
-
-    directory = recorded_data_dir(model) or MNIST_DIR
-    return load_idx_dir(directory, normalize="none", dtype="uint8").x_train
-
-
-def normalizer(model: Model, method: str) -> Any:
-    """A function from raw pixel rows (0..255) to inputs normalized as in training."""
-    from deepnet.core.data import normalize_pixels, pixel_stats
-
-    if model.layers[0].accepts_integers:  # a normalize layer: the model takes raw pixels
-        return lambda x: x
-
-    stats = pixel_stats(raw_training_images(model)) if method == "standardize" else None
-    return lambda x: normalize_pixels(x, method, stats, dtype=model.dtype)
+def min_confidence_option(f: Any) -> Any:
+    """``--min-confidence``, shared by ``predict --code`` and ``postal eval``."""
+    return click.option(
+        "--min-confidence",
+        type=click.FloatRange(0.0, 1.0),
+        default=MIN_CONFIDENCE,
+        show_default=True,
+        help="Read as a code: one whose least confident digit is below this needs a human.",
+    )(f)
 
 
 def normalize_option(f: Any) -> Any:
@@ -701,7 +672,7 @@ def evaluate(
     raw, source = load_data(dataset, data_dir, "none", "uint8")
     raw = limited(raw, limit)
     x_raw, y = raw.x_test, raw.y_test
-    x = normalizer(model, method)(x_raw.reshape(len(x_raw), -1))
+    x = model_normalizer(model, normalize)(x_raw.reshape(len(x_raw), -1))
     scores = model.evaluate(x, y)
     report = classification_report(y, model.predict(x), model.output_shape[-1])
     if confusion:
@@ -828,7 +799,7 @@ def predict(
     if len(model.input_shape) != 1:
         raise UserError(f"{model_path}: predict supports models with flat inputs (N, features)")
     rows = read_inputs(inputs, model.input_shape[0])
-    x = normalizer(model, model_normalization(model, normalize))(np.stack([r for _, r in rows]))
+    x = model_normalizer(model, normalize)(np.stack([r for _, r in rows]))
     proba = model.predict_proba(x)
     results = []
     for (label, _), p in zip(rows, proba, strict=True):
@@ -1025,14 +996,13 @@ def info(model_path: str, as_json: bool) -> None:
         )
 
 
-main.add_command(postal)
-
 if __name__ == "__main__":
     # Run as `python -m deepnet.cli`: hand over to the imported module, which has every command.
     from deepnet.cli import main as _main
 
     _main()
 else:
-    # Last, because the sweep command reuses this module's helpers; the module attaches its
-    # command to main itself, so that importing it first works too.
+    # Last, because these commands reuse this module's helpers; each module attaches its
+    # commands to main itself, so that importing it first works too.
+    import deepnet.postal_cli
     import deepnet.sweep_cli  # noqa: F401

@@ -10,6 +10,7 @@ normalization.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,51 @@ def load_npy(path: str | Path, n_features: int = SIDE * SIDE) -> np.ndarray:
     if was_float and a.size and a.max() <= 1.0:
         a *= 255.0
     return a
+
+
+# -- inputs normalized as in a model's training ----------------------------------------------
+
+
+def model_normalization(model: Any, override: str | None = None) -> str:
+    """How the model's training inputs were normalized: ``override``, else recorded, else its
+    preset's, else scale."""
+    from deepnet.core.data import NORMALIZATIONS
+    from deepnet.recipes import RECIPES
+
+    if override:
+        return override
+    data = model.meta.get("data") or {}
+    if data.get("normalize") in NORMALIZATIONS:
+        return data["normalize"]
+    recipe = RECIPES.get(model.meta.get("recipe"))
+    return recipe.normalize if recipe else "scale"
+
+
+def recorded_data_dir(model: Any) -> str | None:
+    """The IDX directory the model was trained on (None: the bundled MNIST), if still there."""
+    recorded = (model.meta.get("data") or {}).get("data_dir")
+    if recorded and not Path(recorded).is_dir():
+        raise DeepnetError(
+            f"the model was trained on {recorded}, which no longer exists; "
+            "give the data again with --data-dir DIR"
+        )
+    return recorded
+
+
+def model_normalizer(model: Any, override: str | None = None) -> Callable[[Any], np.ndarray]:
+    """Raw pixel rows ``(N, features)`` (0..255) -> the model's inputs, as in its training.
+
+    A model with a ``normalize`` layer takes the raw pixels as they are; for an older one the
+    recorded method is applied, with statistics of its training images for "standardize".
+    """
+    from deepnet.core.data import load_idx_dir, normalize_pixels, pixel_stats
+    from deepnet.datasets import MNIST_DIR
+
+    if model.layers[0].accepts_integers:
+        return lambda x: x
+    method = model_normalization(model, override)
+    stats = None
+    if method == "standardize":
+        directory = recorded_data_dir(model) or MNIST_DIR
+        stats = pixel_stats(load_idx_dir(directory, normalize="none", dtype="uint8").x_train)
+    return lambda x: normalize_pixels(x, method, stats, dtype=model.dtype)

@@ -34,7 +34,7 @@ import numpy as np
 
 from deepnet._extras import require
 from deepnet.core.errors import DataFormatError, DeepnetError
-from deepnet.images import mnist_digit, read_grayscale
+from deepnet.images import mnist_digit, model_normalizer, read_grayscale
 
 #: Below this ink level (out of 255, after stretching) a picture has no ink at all.
 MIN_CONTRAST = 16.0
@@ -685,16 +685,6 @@ class CodeRead:
                 for d, c, b in zip(self.code, self.confidences, self.boxes, strict=True)
             ],
         }
-
-
-def model_normalizer(model: Any, normalize: str | None = None) -> Callable[[Any], np.ndarray]:
-    """Raw pixel rows (0..255) -> the model's inputs, normalized as in its training.
-
-    The one place postal reading takes the model's normalization from: the CLI's.
-    """
-    from deepnet.cli import model_normalization, normalizer
-
-    return normalizer(model, model_normalization(model, normalize))
 
 
 class CodeReader:

@@ -1,6 +1,6 @@
 """``deepnet postal synth|eval`` and what ``deepnet predict --code`` prints.
 
-Attached to the ``deepnet`` group in :mod:`deepnet.cli`; the reading itself is in
+Attaches itself to the ``deepnet`` group of :mod:`deepnet.cli`; the reading itself is in
 :mod:`deepnet.postal`, the synthetic set and its evaluation in :mod:`deepnet.postal_set`.
 """
 
@@ -13,17 +13,8 @@ from typing import Any
 
 import click
 
-from deepnet.postal import MIN_CONFIDENCE, CodeReader, save_debug
-
-
-def min_confidence_option(f: Any) -> Any:
-    return click.option(
-        "--min-confidence",
-        type=click.FloatRange(0.0, 1.0),
-        default=MIN_CONFIDENCE,
-        show_default=True,
-        help="Read as a code: one whose least confident digit is below this needs a human.",
-    )(f)
+from deepnet.cli import _Group, main, min_confidence_option
+from deepnet.postal import CodeReader, save_debug
 
 
 def predict_codes(
@@ -65,17 +56,7 @@ def predict_codes(
         click.echo(f"normalized digits written to {debug_dir}")
 
 
-class _Command(click.Command):
-    """Deepnet's mistakes as one-line errors, as the main group's commands."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        from deepnet.cli import user_errors
-
-        with user_errors():
-            return super().invoke(ctx)
-
-
-@click.group(cls=type("_Group", (click.Group,), {"command_class": _Command}))
+@click.group(cls=_Group)
 def postal() -> None:
     """Postal codes: make a synthetic set from MNIST test digits, and score reading it.
 
@@ -184,3 +165,6 @@ def evaluate(
     )
     for e in result["errors"][:show_errors]:
         click.echo(f"  {e['file']}: true {e['true']}, read {e['read']} ({e['confidence']:.1%})")
+
+
+main.add_command(postal)
