@@ -181,16 +181,19 @@ def train_recipe(
     *,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    raw_pixels: bool | None = None,
 ) -> tuple[Model, dict[str, float]]:
     """Train ``recipe`` on inputs ``x`` (N, ...) and labels ``y`` (N,), no test set.
 
-    Integer ``x`` is raw pixels, normalized by the model's own first layer; float ``x`` is
-    taken as already normalized. Holds out ``recipe.dev_fraction`` as the dev set. Returns the
-    model and a summary with ``train_accuracy``, ``dev_accuracy``, ``dev_loss``, ``seconds``
-    (training only) and ``epochs``. ``checkpoint`` and ``resume`` are passed to
-    :meth:`Model.fit`.
+    Raw pixels are normalized by the model's own first layer, as the recipe says; others are
+    taken as already normalized. ``raw_pixels=None`` means: raw if ``x`` is integer. Holds out
+    ``recipe.dev_fraction`` as the dev set. Returns the model and a summary with
+    ``train_accuracy``, ``dev_accuracy``, ``dev_loss``, ``seconds`` (training only) and
+    ``epochs``. ``checkpoint`` and ``resume`` are passed to :meth:`Model.fit`.
     """
-    model = recipe.model(dtype, raw_pixels=np.issubdtype(np.asarray(x).dtype, np.integer))
+    if raw_pixels is None:
+        raw_pixels = np.issubdtype(np.asarray(x).dtype, np.integer)
+    model = recipe.model(dtype, raw_pixels=raw_pixels)
     # Split here rather than in fit so that train accuracy is measured without the dev part.
     x_train, y_train, x_dev, y_dev = train_dev_split(x, y, recipe.dev_fraction, recipe.seed)
     start = time.perf_counter()

@@ -150,8 +150,9 @@ def as_data(data: Any) -> IdxData | ArrayData:
 
 
 def prepare(x: np.ndarray, raw: bool, dtype: str) -> np.ndarray:
-    """Inputs for a model: raw pixels stay uint8 (a recipe's model normalizes them in its own
-    first layer, with statistics of its training part), normalized arrays are cast to ``dtype``."""
+    """Inputs for a model: raw pixels stay as they are (a recipe's model normalizes them in its
+    own first layer, with statistics of its training part), normalized arrays are cast to
+    ``dtype``."""
     return x if raw else np.asarray(x, dtype=dtype)
 
 
@@ -187,7 +188,7 @@ def _train(
     trial: Trial, x: np.ndarray, y: np.ndarray, raw: bool, dtype: str
 ) -> tuple[Model, dict[str, Any]]:
     recipe = trial.recipe
-    model, summary = train_recipe(recipe, prepare(x, raw, dtype), y, dtype)
+    model, summary = train_recipe(recipe, prepare(x, raw, dtype), y, dtype, raw_pixels=raw)
     model.meta["sweep"] = {"trial": trial.id, "params": trial.params}
     return model, summary
 

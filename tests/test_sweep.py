@@ -329,6 +329,21 @@ def test_an_in_memory_dataset_sweeps_without_files(client):
     assert result.test_accuracy == result.model.evaluate(subset.x_test, subset.y_test)["accuracy"]
 
 
+def test_raw_float_pixels_are_normalized_by_the_model_like_uint8_ones(client):
+    space = {"base": {"epochs": 1, "layers": "16:relu,10:softmax"}, "space": {"seed": [0]}}
+    results = []
+    for dtype in ("float32", "uint8"):  # pixels 0..255 either way
+        data = deepnet.load_mnist(normalize="none", dtype=dtype)
+        subset = Dataset(
+            data.x_train[:LIMIT], data.y_train[:LIMIT], data.x_test[:LIMIT], data.y_test[:LIMIT],
+            name="mnist", normalization="none",
+        )  # fmt: skip
+        results.append(deepnet.sweep(space, subset, client))
+    floats, uint8 = results
+    assert floats.model.layers[0].state["scale"][0] == np.float32(1 / 255)
+    assert floats.test_accuracy == uint8.test_accuracy > 0.5  # chance is 0.1
+
+
 def test_the_command_runs_against_a_scheduler_and_draws_the_picture(client, tmp_path):
     space = tmp_path / "space.toml"
     space.write_text(
