@@ -788,6 +788,8 @@ def predict(
     Codes (--code): a picture of several digits in a row is cut into digits, each read as
     above; prints the code, each digit's confidence, and whether a human must check it.
     """
+    if not code and (expect_digits is not None or debug_dir):
+        raise UserError("--expect-digits and --debug-dir read codes: add --code")
     model = load_model(model_path)
     if code:
         from deepnet.postal_cli import predict_codes

@@ -231,6 +231,8 @@ def test_cli_errors_are_one_line(model, tmp_path):
     empty.write_bytes(b"")
     assert "empty.png" in invoke("predict", path, empty, "--code", code=2).output
     assert "no such file" in invoke("predict", path, tmp_path / "x.png", "--code", code=2).output
+    out = invoke("predict", path, blank, "--expect-digits", 5, code=2)  # without --code
+    assert "--expect-digits and --debug-dir read codes: add --code" in out.output
 
 
 def test_synth_and_eval_on_a_small_set(model, tmp_path):
