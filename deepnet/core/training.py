@@ -190,18 +190,17 @@ def fit(
             batch = slice(b * batch_size, (b + 1) * batch_size)
             idx = batch if order is None else order[batch]
             xb, yb = x[idx], y_all[idx]
-            # A diverging run overflows somewhere before its loss turns non-finite; the
-            # check below reports that once, clearly, instead of a stream of warnings.
+            # A diverging run overflows somewhere before its loss turns non-finite; the loss
+            # check reports that once, clearly, instead of a stream of warnings. A bad step (or
+            # a damaged optimizer state) shows as the next batch's loss.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 a, caches = model.forward(xb, training=True)
                 loss = model.loss.forward(a, yb)
                 grads = model.backward(caches, yb)
                 loss += model.regularize(grads)
-            if not math.isfinite(loss):
-                raise diverged(f"loss became {loss} at epoch {epoch + 1}, batch {b + 1}")
-            lr_now = sched(base_lr, epoch + b / n_batches, epochs)
-            # Likewise a bad step (or a damaged optimizer state) shows as the next loss.
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                if not math.isfinite(loss):
+                    raise diverged(f"loss became {loss} at epoch {epoch + 1}, batch {b + 1}")
+                lr_now = sched(base_lr, epoch + b / n_batches, epochs)
                 opt.step(params, [grads[i][name] for i, name in keys], state, lr_now)
                 model.constrain()
             per_sample = loss / len(xb) if model.loss.reduction == "sum" else loss
