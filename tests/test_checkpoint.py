@@ -100,7 +100,7 @@ def test_checkpoint_file_holds_the_training_state(blobs, tmp_path):
     model, _ = fit(layers, *blobs, checkpoint=path, **options)
     ckpt = load_checkpoint(path)
     assert ckpt.epoch == 4 and ckpt.settings["batch_size"] == 32 and ckpt.settings["seed"] == 7
-    assert {name for _, name in ckpt.optimizer_state} == {"m", "v", "t", "scratch"}
+    assert {name for _, name in ckpt.optimizer_state} == {"m", "v", "t"}  # no temporaries
     assert ckpt.header["checkpoint"]["rng"]["bit_generator"] == "PCG64"
     assert list(ckpt.header["checkpoint"]["layer_rngs"]) == ["1"]  # the dropout layer
     with np.load(path, allow_pickle=False) as npz:  # a plain npz, readable without pickle

@@ -31,6 +31,11 @@ from deepnet.core.serialization import (
 OPTIMIZER = "optimizer."
 
 
+def _kept(entry: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One parameter's optimizer state without its per-step temporary (``"scratch"``)."""
+    return {name: value for name, value in entry.items() if name != "scratch"}
+
+
 def _architecture(header: dict[str, Any]) -> dict[str, Any]:
     """What must match to resume: the components' configs (not their versions), dtype, shape."""
     return {
@@ -78,7 +83,7 @@ def save_checkpoint(
     }
     arrays = model_arrays(model)
     for j, entry in enumerate(optimizer_state):
-        for name, value in entry.items():
+        for name, value in _kept(entry).items():
             if not isinstance(value, np.ndarray):
                 raise DeepnetError(
                     f"cannot checkpoint the optimizer state {name!r}: it is a "
@@ -124,7 +129,7 @@ class Checkpoint:
         self._check_same_run(model, settings)
         saved = self.optimizer_state
         for j, entry in enumerate(optimizer_state):
-            for name, value in entry.items():
+            for name, value in _kept(entry).items():
                 old = saved.get((j, name))
                 # The dtype first: isfinite raises TypeError on a damaged one (strings).
                 if old is None or old.shape != value.shape or old.dtype != value.dtype:
@@ -139,7 +144,7 @@ class Checkpoint:
                         f"{self.path}: damaged checkpoint: {OPTIMIZER}{j}.{name} has NaN or "
                         "infinite values"
                     )
-        if len(saved) != sum(len(entry) for entry in optimizer_state):
+        if len(saved) != sum(len(_kept(entry)) for entry in optimizer_state):
             raise ModelFormatError(f"{self.path}: the checkpoint's optimizer state does not fit")
         layer_rngs = _stochastic_layers(model)
         states = self.header["checkpoint"]
@@ -157,7 +162,7 @@ class Checkpoint:
                 ) from None
         model.set_weights(self.model.get_weights())
         for j, entry in enumerate(optimizer_state):
-            for name, value in entry.items():
+            for name, value in _kept(entry).items():
                 value[...] = saved[(j, name)]
         rng.bit_generator.state = states["rng"]
         for i, state in saved_layer_rngs.items():

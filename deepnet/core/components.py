@@ -122,7 +122,10 @@ class Optimizer:
     lr: float = 0.01
 
     def init(self, params: list[Array]) -> list[dict[str, Array]]:
-        """Per-parameter state (e.g. velocities), same shapes and dtypes as ``params``."""
+        """Per-parameter state (e.g. velocities), same shapes and dtypes as ``params``.
+
+        An entry named ``"scratch"`` is a per-step temporary (so that a step allocates
+        nothing): checkpoints leave it out."""
         return [{} for _ in params]
 
     def step(
