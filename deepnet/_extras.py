@@ -13,6 +13,7 @@ EXTRAS = {
     "matplotlib": ("plot", "matplotlib", "drawing pictures"),
     "distributed": ("sweep", "dask[distributed]", "running sweeps"),
     "scipy": ("image", "scipy", "reading postal codes"),
+    "threadpoolctl": ("image", "threadpoolctl", "reading postal codes"),
 }
 
 
