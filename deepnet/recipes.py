@@ -42,20 +42,22 @@ class Recipe:
     regularizers: tuple[Any, ...] = ()
     extra_layers: tuple[tuple[int, Any], ...] = ()  # (position, layer spec) to insert
     front: tuple[Any, ...] = ()  # layer specs before the dense ones (reshape, conv2d, ...)
+    augment: tuple[Any, ...] = ()  # layer specs on the raw images (random_affine), first of all
 
     def layer_specs(self, raw_pixels: bool = False) -> list[Any]:
         """``front``, then the dense layers with ``extra_layers`` inserted at their positions.
 
         Positions index the dense layers; extras at the same position keep their given order.
         ``raw_pixels``: the model takes pixels 0..255 and normalizes them itself, in a
-        ``normalize`` layer before everything else.
+        ``normalize`` layer before everything but ``augment``, which distorts the raw images
+        (where zero is the background).
         """
         specs: list[Any] = parse_layers(",".join(self.layers), init=self.init)
         for position, spec in reversed(sorted(self.extra_layers, key=lambda p: p[0])):
             specs.insert(position, spec)
         normalize = raw_pixels and self.normalize != "none"
         first = [{"name": "normalize", "method": self.normalize}] if normalize else []
-        return [*first, *self.front, *specs]
+        return [*self.augment, *first, *self.front, *specs]
 
     def model(self, dtype: str = "float32", raw_pixels: bool = False) -> Model:
         return Model(

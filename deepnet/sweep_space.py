@@ -127,7 +127,7 @@ def _field_value(field: str, value: Any, where: str) -> Any:
         raise DeepnetError(f"{where}: {field} must be a number, got {value!r}")
     if field == "extra_layers":
         return tuple(tuple(pair) for pair in value)
-    if field in ("regularizers", "front"):
+    if field in ("regularizers", "front", "augment"):
         return tuple(value)
     return value
 

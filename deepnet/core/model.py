@@ -265,14 +265,23 @@ class Model:
         return np.concatenate(outs) if outs else np.zeros((0, *self.output_shape), self.dtype)
 
     def _inference_stack(self) -> tuple[list, list]:
-        """The layers and activations for inference: a leading layer that can ``fold`` itself
-        into the next one (normalize into dense) is folded, once per call."""
-        first = self.layers[0]
-        foldable = len(self.layers) > 1 and hasattr(first, "fold") and self.activations[0] is None
-        folded = first.fold(self.layers[1]) if foldable else None
-        if folded is None:
+        """The layers and activations for inference: layers that are the identity there
+        (augmentation) are left out, and a leading layer that can ``fold`` itself into the next
+        one (normalize into dense) is folded, once per call."""
+        kept = [
+            (layer, act)
+            for layer, act in zip(self.layers, self.activations, strict=True)
+            if act is not None or not getattr(layer, "inference_identity", False)
+        ]
+        if not kept:
             return self.layers, self.activations
-        return [folded, *self.layers[2:]], self.activations[1:]
+        layers, acts = [k[0] for k in kept], [k[1] for k in kept]
+        first = layers[0]
+        foldable = len(layers) > 1 and hasattr(first, "fold") and acts[0] is None
+        folded = first.fold(layers[1]) if foldable else None
+        if folded is None:
+            return layers, acts
+        return [folded, *layers[2:]], acts[1:]
 
     def predict(self, x: Any, batch_size: int = 2048) -> np.ndarray:
         """Predicted class indices ``(N,)``: the argmax over classes (axis 1)."""

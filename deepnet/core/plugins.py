@@ -45,6 +45,7 @@ BUILTIN_MODULES = [
     "deepnet.plugins.losses",
     "deepnet.plugins.optimizers",
     "deepnet.plugins.layers",
+    "deepnet.plugins.augment",
     "deepnet.plugins.initializers",
     "deepnet.plugins.schedules",
 ]

@@ -1,0 +1,86 @@
+"""The built-in ``random_affine`` augmentation layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deepnet import Model
+from deepnet.core import gradcheck
+from deepnet.core.errors import ShapeError
+from deepnet.plugins.augment import RandomAffine
+
+ndimage = pytest.importorskip("scipy.ndimage")
+
+
+def built(shape, dtype=np.float64, seed=0, **options):
+    layer = RandomAffine(**options)
+    layer.build(shape, np.random.default_rng(seed), dtype)
+    return layer
+
+
+@pytest.mark.parametrize("shape", [(36,), (6, 7), (2, 5, 5)])
+def test_gradient_in_training(shape):
+    layer = RandomAffine(rotation=20, shift=1.5)
+    result = gradcheck.check_layer(layer, input_shape=shape, batch=3, training=True)
+    assert result.passed, result
+
+
+def test_warps_as_scipy_affine_transform_does():
+    """Each image is resampled exactly as ``scipy.ndimage.affine_transform`` (bilinear, zeros
+    outside) resamples it with the same map, drawn by the layer."""
+    x = np.random.default_rng(1).random((6, 2, 9, 8))
+    layer = built(x.shape[1:], rotation=30, scale=0.3, shear=0.4, shift=3)
+    z, (linear, shift) = layer.forward(x, training=True)
+    centre = np.array([4.0, 3.5])
+    for n in range(len(x)):
+        offset = centre - linear[n] @ centre - shift[n]
+        for c in range(2):
+            expected = ndimage.affine_transform(x[n, c], linear[n], offset, order=1, mode="grid-constant")
+            np.testing.assert_allclose(z[n, c], expected, atol=1e-9)
+
+
+def test_no_distortion_gives_the_input_back():
+    pixels = np.random.default_rng(2).integers(0, 256, (4, 784), dtype=np.uint8)
+    layer = built((784,), np.float32, rotation=0, scale=0, shear=0, shift=0)
+    z, _ = layer.forward(pixels, training=True)
+    assert z.dtype == np.float32
+    np.testing.assert_array_equal(z, pixels)
+
+
+def test_each_image_gets_its_own_distortion_and_evaluation_is_the_identity():
+    x = np.tile(np.random.default_rng(3).random((1, 10, 10)), (5, 1, 1))
+    layer = built((10, 10))
+    z, _ = layer.forward(x, training=True)
+    assert len({z[i].tobytes() for i in range(5)}) == 5
+    assert layer.forward(x, training=False)[0] is x
+
+
+def test_inference_leaves_it_out_and_still_folds_normalize_into_dense():
+    specs = [{"name": "random_affine"}, {"name": "normalize", "method": "standardize"}]
+    specs.append({"name": "dense", "units": 3, "activation": "softmax"})
+    model = Model(specs, loss="categorical_cross_entropy", dtype="float64")
+    pixels = np.random.default_rng(4).integers(0, 256, (64, 16), dtype=np.uint8)
+    model.fit(pixels, np.arange(64) % 3, epochs=1, batch_size=16, lr=0.01)
+    # standardize was adapted although random_affine comes first
+    assert model.layers[1].state["scale"].std() > 0
+    layers, _ = model._inference_stack()
+    assert [type(layer).__name__ for layer in layers] == ["Dense"]
+    normalize, dense = model.layers[1], model.layers[2]
+    by_hand = normalize.forward(pixels)[0] @ dense.params["W"] + dense.params["b"]
+    np.testing.assert_allclose(
+        model.predict_proba(pixels), model.activations[2].forward(by_hand), rtol=1e-9
+    )
+
+
+@pytest.mark.parametrize("shape", [(35,), (2, 3, 4, 5)])
+def test_shapes_that_are_not_images_are_refused(shape):
+    with pytest.raises(ShapeError, match="random_affine expects images"):
+        built(shape)
+
+
+def test_negative_or_nan_ranges_are_refused():
+    with pytest.raises(ValueError, match="rotation must be >= 0"):
+        RandomAffine(rotation=-1)
+    with pytest.raises(ValueError, match="shift must be >= 0"):
+        RandomAffine(shift=float("nan"))
