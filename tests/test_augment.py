@@ -36,7 +36,9 @@ def test_warps_as_scipy_affine_transform_does():
     for n in range(len(x)):
         offset = centre - linear[n] @ centre - shift[n]
         for c in range(2):
-            expected = ndimage.affine_transform(x[n, c], linear[n], offset, order=1, mode="grid-constant")
+            expected = ndimage.affine_transform(
+                x[n, c], linear[n], offset, order=1, mode="grid-constant"
+            )
             np.testing.assert_allclose(z[n, c], expected, atol=1e-9)
 
 

@@ -70,7 +70,7 @@ class RandomAffine(Layer):
             return x, None
         maps = self._draw(x.shape[0])
         corner, fy, fx = self._sampling(*maps)
-        h, w = self.image
+        w = self.image[1]
         flat = self._padded(x).reshape(-1)
         # Bilinear: along x in the row above and the row below the sample point, then along y.
         idx = corner + self._starts(x)
@@ -164,4 +164,3 @@ class RandomAffine(Layer):
 @hookimpl
 def deepnet_register_layers(register):
     register(RandomAffine, name="random_affine")
-
