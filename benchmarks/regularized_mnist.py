@@ -68,6 +68,9 @@ def candidates() -> dict[str, Recipe]:
             {"front": no_bn_no_shift, "lr": 0.1},
         ),
     ]
+    affine = {"front": tuple(s for s in front if s["name"] != "random_shift")}
+    affine["augment"] = ({"name": "random_affine"},)
+    variants.append(("affine", "random affine distortions instead of shifts", affine))
     recipes = [REGULARIZED]
     recipes += [
         attrs.evolve(REGULARIZED, name=name, description=f"{REGULARIZED.name} with {what}", **diff)

@@ -442,6 +442,8 @@ def build_recipe(preset: str, **opts: Any) -> Recipe:
         fields["layers"] = tuple(p.strip() for p in opts["layers"].split(","))
     if opts.get("shuffle") is not None:
         fields["shuffle"] = opts["shuffle"]
+    if opts.get("augment") is not None and opts["augment"] != bool(recipe.augment):
+        fields["augment"] = ({"name": "random_affine"},) if opts["augment"] else ()
     if opts.get("lr") is not None:
         fields["lr"] = opts["lr"]
     # Naming an optimizer starts from its defaults, not from the preset's settings for another.
@@ -555,6 +557,11 @@ def _describe(recipe: Recipe, n_features: int) -> str:
     help="Share of the training set held out as dev set.",
 )
 @click.option("--shuffle/--no-shuffle", default=None, help="Shuffle every epoch (default: yes).")
+@click.option(
+    "--augment/--no-augment",
+    default=None,
+    help="Train on randomly distorted images (random_affine; default: as the preset).",
+)
 @dtype_option
 @data_options
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Input normalization.")

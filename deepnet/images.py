@@ -180,7 +180,9 @@ def model_normalizer(model: Any, override: str | None = None) -> Callable[[Any],
     from deepnet.core.data import load_idx_dir, normalize_pixels, pixel_stats
     from deepnet.datasets import MNIST_DIR
 
-    if model.layers[0].accepts_integers:
+    # Augmentation layers take pixels too, but pass them on unchanged at inference.
+    first = next((ly for ly in model.layers if not getattr(ly, "inference_identity", 0)), None)
+    if first is not None and first.accepts_integers:
         return lambda x: x
     method = model_normalization(model, override)
     stats = None

@@ -86,3 +86,18 @@ def test_negative_or_nan_ranges_are_refused():
         RandomAffine(rotation=-1)
     with pytest.raises(ValueError, match="shift must be >= 0"):
         RandomAffine(shift=float("nan"))
+
+
+def test_a_model_without_normalize_behind_it_still_gets_its_pixels_normalized():
+    """random_affine takes raw pixels, but only a normalize layer makes the model take them."""
+    from deepnet.images import model_normalizer
+
+    specs = [{"name": "random_affine"}, {"name": "dense", "units": 10, "activation": "softmax"}]
+    model = Model(specs, loss="categorical_cross_entropy")
+    model.build((784,))
+    model.meta["data"] = {"normalize": "scale"}
+    pixels = np.full((2, 784), 255, dtype=np.uint8)
+    np.testing.assert_array_equal(model_normalizer(model)(pixels), 1.0)
+    model = Model([{"name": "random_affine"}, {"name": "normalize"}, *specs[1:]])
+    model.build((784,))
+    assert model_normalizer(model)(pixels) is pixels

@@ -21,13 +21,15 @@ from PIL import Image, ImageDraw
 
 from deepnet import Activation, __version__, hookimpl
 from deepnet.cli import Progress, build_recipe, main
+from deepnet.recipes import RECIPES
 from deepnet.core import plugins
 from deepnet.core.serialization import load_model
 from deepnet.datasets import MNIST_DIR, load_idx_dir, read_idx
 
 COMMANDS = ["list", "plugins", "train", "evaluate", "predict", "check", "info"]
-# A quick model that reaches > 90% on MNIST: 784-64-10 on 10k images for 2 epochs.
+# A quick model that reaches > 90% on MNIST: 784-64-10 on 10k undistorted images for 2 epochs.
 QUICK = [
+    "--no-augment",
     "--layers",
     "64:relu,10:softmax",
     "--init",
@@ -349,6 +351,13 @@ def test_preset_fields_are_kept_unless_overridden():
     assert default.schedule == "cosine"
 
 
+def test_augment_flag_adds_or_removes_random_affine():
+    assert build_recipe("seed-a", augment=True).augment == ({"name": "random_affine"},)
+    assert build_recipe("seed-a").augment == ()
+    assert build_recipe("default", augment=False).augment == ()
+    assert build_recipe("default", augment=True).augment == RECIPES["default"].augment != ()
+
+
 def test_naming_the_optimizer_starts_from_its_defaults_and_opt_params_apply():
     recipe = build_recipe(
         "default",
@@ -386,7 +395,8 @@ def test_train_on_an_idx_directory_with_standardize_then_evaluate(tmp_path):
     assert model.meta["data"]["data_dir"] == str(idx.resolve())
     # The model standardizes raw pixels itself, with the training images' statistics.
     data = load_idx_dir(idx, normalize="none", dtype="uint8")
-    assert model.layers[0].method == "standardize"
+    assert [type(layer).__name__ for layer in model.layers[:2]] == ["RandomAffine", "Normalize"]
+    assert model.layers[1].method == "standardize"
     assert report["normalize"] == "standardize" and report["samples"] == 100
     assert report["accuracy"] == model.evaluate(data.x_test, data.y_test)["accuracy"]
     assert report["accuracy"] == model.meta["metrics"]["test_accuracy"]

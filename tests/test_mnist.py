@@ -35,3 +35,16 @@ def test_notebook_presets_train_without_warnings(preset, floor):
     hidden = model.layers[0].forward(subset.x_test)[0]
     if preset == "seed-a":  # the scaled init keeps most tanh units out of saturation
         assert np.mean(np.abs(np.tanh(hidden)) > 0.99) < 0.25
+
+
+def test_default_recipe_learns_from_distorted_raw_pixels():
+    """The default recipe distorts the raw uint8 images (random_affine) before normalizing."""
+    from deepnet.datasets import load_mnist
+    from deepnet.plugins.augment import RandomAffine
+
+    data = load_mnist(normalize="none", dtype="uint8")
+    subset = type(data)(data.x_train[:6000], data.y_train[:6000], data.x_test[:2000],
+                        data.y_test[:2000], "mnist-subset", data.normalization)  # fmt: skip
+    model, summary = run_recipe(RECIPES["default"], subset, epochs=2)
+    assert isinstance(model.layers[0], RandomAffine)
+    assert summary["test_accuracy"] >= 0.9
