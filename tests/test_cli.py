@@ -21,10 +21,10 @@ from PIL import Image, ImageDraw
 
 from deepnet import Activation, __version__, hookimpl
 from deepnet.cli import Progress, build_recipe, main
-from deepnet.recipes import RECIPES
 from deepnet.core import plugins
 from deepnet.core.serialization import load_model
 from deepnet.datasets import MNIST_DIR, load_idx_dir, read_idx
+from deepnet.recipes import RECIPES
 
 COMMANDS = ["list", "plugins", "train", "evaluate", "predict", "check", "info"]
 # A quick model that reaches > 90% on MNIST: 784-64-10 on 10k undistorted images for 2 epochs.
