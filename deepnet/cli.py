@@ -516,6 +516,7 @@ def _describe(recipe: Recipe, n_features: int) -> str:
     return (
         f"{layers} {acts}, {recipe.loss}, {opt['name']}({opt_text or 'defaults'}) lr {recipe.lr}"
         f", {recipe.epochs} epochs, batch {recipe.batch_size}, init {recipe.init}"
+        + "".join(f", {_config(spec)['name']}" for spec in recipe.augment)
     )
 
 

@@ -113,12 +113,13 @@ RECIPES: dict[str, Recipe] = {
                 "SGD Nesterov 0.9, lr 0.1 cosine, He init"
             ),
             layers=("512:relu", "256:relu", "10:softmax"),
-            # Distorted training images: 99.11% on MNIST's test set instead of 98.33% at 15
-            # epochs, and digits cut out of pictures (deepnet.postal) are read better.
+            # Distorted training images: MNIST test 98.33% -> 99.09% (20 epochs instead of 15:
+            # they keep learning longer), and digits cut out of pictures (deepnet.postal) read
+            # better: 97.8% -> 98.6% of those cut right on 500 synthetic codes.
             augment=({"name": "random_affine"},),
             optimizer={"name": "sgd", "momentum": 0.9, "nesterov": True},
             schedule="cosine",
-            epochs=15,
+            epochs=20,
         ),
         _SEED_A,
         attrs.evolve(
