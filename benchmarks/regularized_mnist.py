@@ -25,7 +25,7 @@ from deepnet import Callback
 from deepnet.core.data import Dataset, train_dev_split
 from deepnet.datasets import load_mnist
 from deepnet.recipes import Recipe, run_recipe
-from deepnet_plugins_contrib.recipes import REGULARIZED
+from deepnet_plugins_contrib.recipes import POSTAL, REGULARIZED
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,10 +68,7 @@ def candidates() -> dict[str, Recipe]:
             {"front": no_bn_no_shift, "lr": 0.1},
         ),
     ]
-    affine = {"front": tuple(s for s in front if s["name"] != "random_shift")}
-    affine["augment"] = ({"name": "random_affine"},)
-    variants.append(("affine", "random affine distortions instead of shifts", affine))
-    recipes = [REGULARIZED]
+    recipes = [REGULARIZED, POSTAL]
     recipes += [
         attrs.evolve(REGULARIZED, name=name, description=f"{REGULARIZED.name} with {what}", **diff)
         for name, what, diff in variants

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from deepnet.recipes import Recipe
 
 
@@ -55,4 +57,18 @@ REGULARIZED = Recipe(
     schedule="cosine",
     epochs=12,
     batch_size=128,
+)
+
+#: ``REGULARIZED`` with random affine distortions (deepnet's built-in ``random_affine``: rotation,
+#: scale, shear, shift) in place of the shifts: the recipe for reading digits cut out of
+#: pictures (``deepnet.postal``). Measured (``benchmarks/regularized_mnist.py --candidate
+#: postal``, one BLAS thread, busy machine): dev 99.24% (a tie with ``REGULARIZED``), test
+#: 99.36% (0.16 points below it), but on 500 synthetic postal codes its digits cut right are
+#: read at 98.97% against 98.68%.
+POSTAL = attrs.evolve(
+    REGULARIZED,
+    name="postal",
+    description=REGULARIZED.description.replace("random ±2-px shifts", "random affine"),
+    front=tuple(spec for spec in REGULARIZED.front if spec["name"] != "random_shift"),
+    augment=({"name": "random_affine"},),
 )

@@ -9,7 +9,7 @@ import deepnet
 from deepnet.core import plugins
 from deepnet.core.data import Dataset
 from deepnet.recipes import run_recipe
-from deepnet_plugins_contrib.recipes import REGULARIZED
+from deepnet_plugins_contrib.recipes import POSTAL, REGULARIZED
 
 # conftest's registry: contrib installed, or its modules loaded in-process.
 pytestmark = pytest.mark.usefixtures("registry")
@@ -29,9 +29,18 @@ def test_regularized_architecture(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
 
 
+def test_postal_is_regularized_with_affine_distortions_of_the_raw_pixels():
+    model = POSTAL.model(raw_pixels=True).build((784,), seed=0)
+    names = [plugins.get_registry().spec_of(layer) for layer in model.layers]
+    assert names[:4] == ["random_affine", "normalize", "reshape", "conv2d"]
+    assert "random_shift" not in names
+    assert sum(model.count_params()) == sum(REGULARIZED.model().build((784,)).count_params())
+
+
 @pytest.mark.slow
-def test_regularized_learns_from_a_small_subset(mnist_subset):
-    _, summary = run_recipe(REGULARIZED, mnist_subset, epochs=2)
+@pytest.mark.parametrize("recipe", [REGULARIZED, POSTAL], ids=lambda r: r.name)
+def test_cnn_recipes_learn_from_a_small_subset(mnist_subset, recipe):
+    _, summary = run_recipe(recipe, mnist_subset, epochs=2)
     assert summary["dev_accuracy"] > 0.8
 
 
