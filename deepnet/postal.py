@@ -812,7 +812,7 @@ class CodeReader:
         elif read.confidence < self.min_confidence:
             k = int(np.argmin(conf))
             why = f"digit {k + 1} ({code[k]}) at {conf[k]:.1%}"
-            if plausible < 1.0:
+            if plausible < min(conf):  # the heights cost more than the weakest digit
                 k = int(np.argmin(cut.heights))
                 share = cut.heights[k] / np.median(cut.heights)
                 why = f"digit {k + 1} only {share:.0%} of the line's height"
