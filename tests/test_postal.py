@@ -216,7 +216,7 @@ def test_a_digit_much_shorter_than_the_line_makes_a_code_doubtful(model):
     assert a.confidence == 1.0 and not a.needs_human
     assert b.confidence == pytest.approx(np.exp(-SHORT_COST * (SHORT_DIGIT - 0.5)))
     assert b.needs_human and b.reason.endswith("digit 3 only 50% of the line's height")
-    assert height_plausibility(()) == height_plausibility((30, 30 * SHORT_DIGIT)) == 1.0
+    assert height_plausibility(()) == height_plausibility((30, 30, 30 * SHORT_DIGIT)) == 1.0
 
 
 def test_accuracy_at_rejection_drops_the_least_confident_first():
