@@ -244,7 +244,8 @@ def min_confidence_option(f: Any) -> Any:
         type=click.FloatRange(0.0, 1.0),
         default=MIN_CONFIDENCE,
         show_default=True,
-        help="Read as a code: one whose least confident digit is below this needs a human.",
+        help="Read as a code: one whose confidence (its digits' probabilities multiplied) is "
+        "below this needs a human.",
     )(f)
 
 

@@ -6,6 +6,7 @@ import csv
 import itertools
 import json
 
+import attrs
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -15,10 +16,14 @@ from deepnet import Dense, Model
 from deepnet.cli import main
 from deepnet.core.errors import DataFormatError, DeepnetError
 from deepnet.postal import (
+    SHORT_COST,
+    SHORT_DIGIT,
     CodeReader,
+    Cut,
     _best_path,
     _departures,
     components,
+    height_plausibility,
     ink_map,
     segment,
     segment_digits,
@@ -176,13 +181,42 @@ def test_reader_reads_codes_and_flags_doubtful_ones(test_digits, model):
         picture, _ = strip(test_digits, "75008", seed)
         read = CodeReader(m, expect_digits=5).read(picture)
         assert len(read.code) == 5 and len(read.confidences) == 5
-        assert read.confidence == min(read.confidences)
+        assert read.confidence == pytest.approx(np.prod(read.confidences))
         assert read.needs_human == (read.confidence < 0.9)
         right += read.code == "75008"
     assert right >= 7
     assert CodeReader(m, min_confidence=1.0).read(picture).needs_human
     # A known length is met by splitting the widest piece.
     assert len(CodeReader(m, expect_digits=6).read(picture).code) == 6
+
+
+def test_two_doubtful_digits_make_a_code_less_sure_than_one(model):
+    """The code's confidence is its digits' probabilities multiplied, not its weakest one's."""
+    reader = CodeReader(model[0], expect_digits=5)
+    proba = np.zeros((2, 5, 10))
+    proba[:, :, 3] = 1.0  # 33333
+    proba[0, :1, 3] = proba[1, :2, 3] = 0.7  # one doubtful digit, and two
+    proba[0, :1, 5] = proba[1, :2, 5] = 0.3
+    boxes = [(0, 10 * k, 20, 10 * k + 8) for k in range(5)]
+    cuts = [Cut(np.zeros((5, 28, 28)), boxes, proba=p, heights=(20,) * 5) for p in proba]
+    a, b = reader.classify(cuts)
+    assert a.code == b.code == "33333" and min(a.confidences) == min(b.confidences) == 0.7
+    assert a.confidence == pytest.approx(0.7) and b.confidence == pytest.approx(0.49)
+    assert a.needs_human and a.reason == "code at 70.0% < 90.0%: digit 1 (3) at 70.0%"
+
+
+def test_a_digit_much_shorter_than_the_line_makes_a_code_doubtful(model):
+    """A piece far shorter than its neighbours is most often a fragment of a wrong cut."""
+    reader = CodeReader(model[0], expect_digits=5)
+    proba = np.eye(10)[[1, 2, 3, 4, 5]]
+    boxes = [(0, 10 * k, 20, 10 * k + 8) for k in range(5)]
+    even = Cut(np.zeros((5, 28, 28)), boxes, proba=proba, heights=(40, 44, 38, 40, 42))
+    short = attrs.evolve(even, heights=(40, 44, 20, 40, 42))  # half the median height
+    a, b = reader.classify([even, short])
+    assert a.confidence == 1.0 and not a.needs_human
+    assert b.confidence == pytest.approx(np.exp(-SHORT_COST * (SHORT_DIGIT - 0.5)))
+    assert b.needs_human and b.reason.endswith("digit 3 only 50% of the line's height")
+    assert height_plausibility(()) == height_plausibility((30, 30, 30 * SHORT_DIGIT)) == 1.0
 
 
 def test_accuracy_at_rejection_drops_the_least_confident_first():
