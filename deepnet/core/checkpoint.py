@@ -91,7 +91,7 @@ def callback_configs(registry, callbacks: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _callback_state(cb: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def split_state(cb: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``cb.state()`` split into its JSON part and its arrays."""
     scalars, arrays = {}, {}
     for name, value in cb.state().items():
@@ -124,7 +124,7 @@ def save_checkpoint(
     arrays = model_arrays(model)
     states = []
     for i, cb in enumerate(callbacks):
-        scalars, cb_arrays = _callback_state(cb)
+        scalars, cb_arrays = split_state(cb)
         states.append(scalars)
         arrays.update({f"{CALLBACK}{i}.{name}": value for name, value in cb_arrays.items()})
     header["checkpoint"] = {
