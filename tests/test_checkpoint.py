@@ -474,31 +474,32 @@ def test_callback_state_must_be_numbers_strings_none_or_arrays(blobs, tmp_path):
         fit(layers, *blobs, checkpoint=tmp_path / "c.npz", callbacks=[Remembers()], **options)
 
 
-class CountsEpochs(Callback):
-    """A script's own stateful callback, not registered by any plugin."""
+class RecordsAccuracy(Callback):
+    """A script's own stateful callback, not registered by any plugin: an array as its state."""
 
     def on_train_begin(self, model):
-        self.n = 0
+        self.accuracy = np.zeros(0)
 
     def on_epoch_end(self, model, epoch, logs):
-        self.n += 1
+        self.accuracy = np.append(self.accuracy, logs["train_accuracy"])
         return False
 
     def state(self):
-        return {"n": self.n}
+        return {"accuracy": self.accuracy}
 
     def load_state(self, model, state):
-        self.n = state["n"]
+        self.accuracy = state["accuracy"]
 
 
 def test_an_unregistered_callback_is_recorded_by_its_class(blobs, tmp_path):
     layers, options = CASES["sgd"]
     path = tmp_path / "c.npz"
     with pytest.raises(Interrupted):
-        fit(layers, *blobs, checkpoint=path, callbacks=[CountsEpochs(), CrashAt(2, 0)], **options)
+        fit(layers, *blobs, checkpoint=path, callbacks=[RecordsAccuracy(), CrashAt(2, 0)],
+            **options)  # fmt: skip
     ckpt = load_checkpoint(path)
-    assert ckpt.settings["callbacks"] == [{"name": "test_checkpoint.CountsEpochs"}]
-    assert ckpt.callback_states == [{"n": 2}]
-    counter = CountsEpochs()
-    fit(layers, *blobs, checkpoint=path, resume=True, callbacks=[counter], **options)
-    assert counter.n == 4
+    assert ckpt.settings["callbacks"] == [{"name": "test_checkpoint.RecordsAccuracy"}]
+    assert ckpt.callback_states[0]["accuracy"].shape == (2,)
+    recorder = RecordsAccuracy()
+    _, history = fit(layers, *blobs, checkpoint=path, resume=True, callbacks=[recorder], **options)
+    assert recorder.accuracy.tolist() == history["train_accuracy"]
