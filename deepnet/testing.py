@@ -10,9 +10,10 @@
 
 Per kind the kit checks the gradient numerically in float64 (:mod:`deepnet.core.gradcheck`), the
 dtype and shape contract (float32 in, float32 out: no float64 creep; float64 in, float64 out),
-determinism, the JSON config round trip, and silence on extreme inputs. Every check runs with
-warnings as errors and NumPy's overflow, invalid and divide-by-zero errors raised; whatever goes
-wrong becomes a FAIL :class:`CheckResult` with a one-line detail, so no component stops the run.
+determinism, the JSON config round trip, a callback's ``state()`` round trip (as checkpoints
+save it), and silence on extreme inputs. Every check runs with warnings as errors and NumPy's
+overflow, invalid and divide-by-zero errors raised; whatever goes wrong becomes a FAIL
+:class:`CheckResult` with a one-line detail, so no component stops the run.
 
 Components with required hyperparameters the kit cannot guess, or layers that need a particular
 input shape, say how to try them with a class attribute, e.g.
@@ -620,6 +621,32 @@ def _tiny_model() -> Any:
     return model.build((4,), seed=0)
 
 
+def _replay(cb: Any, model: Any, epochs: int = 10) -> list[Any]:
+    """Up to ``epochs`` epochs of made-up metrics, until one stops; what each returned."""
+    returned = []
+    # Accuracy rises, then falls: the shape that makes early stopping act.
+    for epoch, acc in enumerate((0.5, 0.7, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5, 0.45)[:epochs]):
+        cb.on_batch_end(model, epoch, 0, 1, 1.0 - acc)
+        logs = {
+            "epoch": epoch + 1, "loss": 1.0 - acc, "train_accuracy": acc, "dev_loss": 1.1 - acc,
+            "dev_accuracy": acc - 0.05, "lr": 0.1, "seconds": 0.01,
+        }  # fmt: skip
+        returned.append(cb.on_epoch_end(model, epoch, logs))
+        if returned[-1]:
+            break
+        model.layers[0].params["W"] += 0.1  # as if training moved the weights
+    return returned
+
+
+def _same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(
+        np.array_equal(v, b[k]) and v.dtype == b[k].dtype
+        if isinstance(v, np.ndarray)
+        else type(v) is type(b[k]) and v == b[k]
+        for k, v in a.items()
+    )
+
+
 def _callback_checks(make: Callable[[], Any], **_: Any) -> list[tuple[str, Thunk]]:
     def interface() -> str:
         cb = make()
@@ -627,26 +654,36 @@ def _callback_checks(make: Callable[[], Any], **_: Any) -> list[tuple[str, Thunk
         _expect(not missing, f"missing methods {missing}")
         model = _tiny_model()
         cb.on_train_begin(model)
-        epochs = 0
-        # Accuracy rises, then falls: the shape that makes early stopping act.
-        for epoch, acc in enumerate((0.5, 0.7, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5, 0.45)):
-            cb.on_batch_end(model, epoch, 0, 1, 1.0 - acc)
-            logs = {
-                "epoch": epoch + 1, "loss": 1.0 - acc, "train_accuracy": acc, "dev_loss": 1.1 - acc,
-                "dev_accuracy": acc - 0.05, "lr": 0.1, "seconds": 0.01,
-            }  # fmt: skip
-            stop = cb.on_epoch_end(model, epoch, logs)
-            _expect(
-                isinstance(stop, bool | np.bool_), f"on_epoch_end returned {stop!r}, not a bool"
-            )
-            epochs += 1
-            if stop:
-                break
-            model.layers[0].params["W"] += 0.1  # as if training moved the weights
+        returned = _replay(cb, model)
         cb.on_train_end(model)
-        return f"all methods present; on_epoch_end returns bools ({epochs} epochs run)"
+        bad = [r for r in returned if not isinstance(r, bool | np.bool_)]
+        _expect(not bad, f"on_epoch_end returned {bad[0]!r}, not a bool" if bad else "")
+        return f"all methods present; on_epoch_end returns bools ({len(returned)} epochs run)"
 
-    return [("interface", interface)]
+    def state() -> str:
+        from deepnet.core.checkpoint import split_state  # imports the registry: on use
+
+        if not callable(getattr(make(), "state", None)):
+            return "no state() (checkpoints record nothing of it)"
+        # As a checkpoint does: state() in JSON and arrays, loaded into a fresh callback that
+        # has begun training; at the start and a few epochs in (a best, with its weights).
+        for epochs in (0, 3):
+            model, cb, fresh = _tiny_model(), make(), make()
+            cb.on_train_begin(model)
+            _replay(cb, model, epochs)
+            scalars, arrays = split_state(cb)
+            text = json.dumps(scalars, allow_nan=False)
+            saved = {**json.loads(text), **arrays}
+            fresh.on_train_begin(model)
+            fresh.load_state(model, saved)
+            again = fresh.state()
+            _expect(
+                _same_state(saved, again),
+                f"state() after {epochs} epochs changed in the round trip: {saved} -> {again}",
+            )
+        return f"{len(scalars)} JSON values and {len(arrays)} arrays round trip via load_state"
+
+    return [("interface", interface), ("state", state)]
 
 
 _KIND_CHECKS: dict[str, Callable[..., list[tuple[str, Thunk]]]] = {

@@ -364,3 +364,142 @@ def test_cli_train_resumes_to_the_same_model(tmp_path, monkeypatch):
     assert same_weights(deepnet.load(out), deepnet.load(tmp_path / "whole.npz"))
     # The last line, the test accuracy, is the uninterrupted run's too.
     assert resumed.stdout.splitlines()[-1] == whole.stdout.splitlines()[-1]
+
+
+# -- callback state: early stopping resumes where it was -------------------------------------
+# The loss falls, so "max" mode keeps epoch 0 as the best and stops after 2 epochs without
+# improvement, at epoch 2 of 4: the run is interrupted in that epoch, its best weights and
+# patience count are from before.
+EARLY = {"name": "early_stopping", "monitor": "loss", "mode": "max", "patience": 2}
+
+
+def interrupted_early_stopping(blobs, path, early=EARLY) -> None:
+    layers, options = CASES["sgd"]
+    with pytest.raises(Interrupted):  # the checkpoint holds 2 epochs
+        fit(layers, *blobs, checkpoint=path, callbacks=[early, CrashAt(2, 3)], **options)
+
+
+def test_early_stopping_resumes_its_patience_and_best_weights(blobs, tmp_path):
+    layers, options = CASES["sgd"]
+    whole, whole_history = fit(layers, *blobs, callbacks=[EARLY], **options)
+    assert whole_history.stopped_early and len(whole_history.epochs) == 3
+
+    path = tmp_path / "c.npz"
+    interrupted_early_stopping(blobs, path)
+    saved = load_checkpoint(path).callback_states
+    assert [{k: v for k, v in s.items() if "." not in k} for s in saved] == [
+        {"best": whole_history.epochs[0]["loss"], "best_epoch": 0, "wait": 1, "stopped_epoch": None}
+    ]
+    with np.load(path, allow_pickle=False) as npz:  # the best weights, as plain arrays
+        assert npz["callback.0.weights.0.params.W"].shape == (4, 8)
+
+    resumed, history = fit(
+        layers, *blobs, checkpoint=path, resume=True, callbacks=[EARLY], **options
+    )
+    assert history.stopped_early and len(history.epochs) == 3
+    assert metrics(history.epochs) == metrics(whole_history.epochs)
+    assert same_weights(resumed, whole)  # epoch 0's, restored at the end
+    assert same_weights(deepnet.load(path), whole)
+
+
+def test_resume_refuses_other_stateful_callbacks(blobs, tmp_path):
+    layers, options = CASES["sgd"]
+    path = tmp_path / "c.npz"
+    interrupted_early_stopping(blobs, path)
+    saved = path.read_bytes()
+    for callbacks, message in [
+        ([{**EARLY, "patience": 3}], r"made with early_stopping patience 2, this run has 3;"),
+        ([], r"made with callbacks early_stopping, this run has none;"),
+        ([EARLY, EARLY], r"made with callbacks early_stopping, this run has early_stopping, early"),
+    ]:
+        with pytest.raises(DeepnetError, match=rf"c\.npz: cannot resume: it was {message}"):
+            fit(layers, *blobs, checkpoint=path, resume=True, callbacks=callbacks, **options)
+    # Callbacks without state (progress printers) are not recorded: they may differ.
+    assert path.read_bytes() == saved
+    _, history = fit(layers, *blobs, checkpoint=path, resume=True,
+                     callbacks=[CrashAt(9, 0), EARLY], **options)  # fmt: skip
+    assert history.stopped_early and len(history.epochs) == 3
+
+
+def damage_callback_state(path, change) -> None:
+    from deepnet.core.serialization import read_header, write_npz
+
+    header, arrays = read_header(path)
+    change(header["checkpoint"], arrays)
+    write_npz(path, header, arrays)
+
+
+def nan_weights(section, arrays):
+    arrays["callback.0.weights.1.params.b"] = np.full_like(
+        arrays["callback.0.weights.1.params.b"], np.nan
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c, a: c["callbacks"][0].update(wait=-1), r"\(state of callback 0, early_stopping: "
+         r"ValueError: best .*, wait -1, stopped_epoch None are not an early stopping state\)"),
+        (lambda c, a: c["callbacks"][0].pop("best"), r"are not an early stopping state"),
+        (lambda c, a: c["callbacks"][0].update(best=[1]), r"\(callback states\)"),
+        (lambda c, a: c.pop("callbacks"), r"\(callback states\)"),
+        (lambda c, a: c["settings"]["callbacks"].append(3), r"\(callback states\)"),
+        (lambda c, a: a.pop("callback.0.weights.1.params.b"), r"best weights are missing"),
+        (nan_weights, r"weights\.1\.params\.b is not a finite float32 array of shape \(3,\)"),
+        (lambda c, a: a.update({"callback.1.x": np.ones(1)}), r"unexpected array 'callback\.1\.x'"),
+    ],
+)  # fmt: skip
+def test_damaged_callback_state_is_refused(blobs, tmp_path, change, message):
+    layers, options = CASES["sgd"]
+    path = tmp_path / "c.npz"
+    interrupted_early_stopping(blobs, path)
+    damage_callback_state(path, change)
+    saved = path.read_bytes()
+    with pytest.raises(ModelFormatError, match=rf"c\.npz: damaged checkpoint.*{message}"):
+        fit(layers, *blobs, checkpoint=path, resume=True, callbacks=[EARLY], **options)
+    assert path.read_bytes() == saved
+
+
+def test_callback_state_must_be_numbers_strings_none_or_arrays(blobs, tmp_path):
+    class Remembers(Callback):
+        def state(self):
+            return {"seen": [1, 2]}
+
+    layers, options = CASES["sgd"]
+    with pytest.raises(
+        DeepnetError,
+        match=r"cannot checkpoint the state 'seen' of callback "
+        r"Remembers: it is a list, not a number, string, None or numpy array",
+    ):
+        fit(layers, *blobs, checkpoint=tmp_path / "c.npz", callbacks=[Remembers()], **options)
+
+
+class RecordsAccuracy(Callback):
+    """A script's own stateful callback, not registered by any plugin: an array as its state."""
+
+    def on_train_begin(self, model):
+        self.accuracy = np.zeros(0)
+
+    def on_epoch_end(self, model, epoch, logs):
+        self.accuracy = np.append(self.accuracy, logs["train_accuracy"])
+        return False
+
+    def state(self):
+        return {"accuracy": self.accuracy}
+
+    def load_state(self, model, state):
+        self.accuracy = state["accuracy"]
+
+
+def test_an_unregistered_callback_is_recorded_by_its_class(blobs, tmp_path):
+    layers, options = CASES["sgd"]
+    path = tmp_path / "c.npz"
+    with pytest.raises(Interrupted):
+        fit(layers, *blobs, checkpoint=path, callbacks=[RecordsAccuracy(), CrashAt(2, 0)],
+            **options)  # fmt: skip
+    ckpt = load_checkpoint(path)
+    assert ckpt.settings["callbacks"] == [{"name": "test_checkpoint.RecordsAccuracy"}]
+    assert ckpt.callback_states[0]["accuracy"].shape == (2,)
+    recorder = RecordsAccuracy()
+    _, history = fit(layers, *blobs, checkpoint=path, resume=True, callbacks=[recorder], **options)
+    assert recorder.accuracy.tolist() == history["train_accuracy"]

@@ -241,7 +241,13 @@ def model_file(workdir, blobs_data) -> bytes:
     return model.save(workdir / "model.npz").read_bytes()
 
 
-RESUME = {"epochs": 3, "batch_size": 50, "optimizer": "adam", "lr": 0.01, "seed": 0}
+# Early stopping with restore_best: its state (counters in the header, best weights as
+# arrays) is fuzzed too.
+EARLY = {"name": "early_stopping", "monitor": "loss", "patience": 5}
+RESUME = {
+    "epochs": 3, "batch_size": 50, "optimizer": "adam", "lr": 0.01, "seed": 0,
+    "callbacks": [EARLY],
+}  # fmt: skip
 
 
 def checkpoint_layers() -> list:
@@ -258,7 +264,7 @@ def checkpoint_file(workdir, blobs_data) -> bytes:
             return True
 
     Model(checkpoint_layers()).fit(
-        *blobs_data, checkpoint=path, callbacks=[StopAfterOne()], **RESUME
+        *blobs_data, checkpoint=path, **{**RESUME, "callbacks": [EARLY, StopAfterOne()]}
     )
     data = path.read_bytes()
     # An early-stopped checkpoint would resume to nothing; as if it had been interrupted.
@@ -282,7 +288,9 @@ def test_the_fuzzed_files_load_undamaged(workdir, model_file, checkpoint_file, b
     (workdir / "ok.npz").write_bytes(model_file)
     assert deepnet.load(workdir / "ok.npz").predict(blobs_data[0]).shape == (150,)
     (workdir / "ok.npz").write_bytes(checkpoint_file)
-    assert load_checkpoint(workdir / "ok.npz").epoch == 1
+    ckpt = load_checkpoint(workdir / "ok.npz")
+    assert ckpt.epoch == 1 and ckpt.callback_states[0]["best_epoch"] == 0
+    assert "callback.0.weights.0.params.W.npy" in zip_members(checkpoint_file)
     history = Model(checkpoint_layers()).fit(
         *blobs_data, checkpoint=workdir / "ok.npz", resume=True, **RESUME
     )
@@ -318,6 +326,33 @@ def test_resuming_a_damaged_checkpoint_raises_only_deepnet_errors(
     try:
         Model(checkpoint_layers()).fit(*blobs_data, checkpoint=path, resume=True, **RESUME)
     except DeepnetError as exc:
+        event(outcome(exc, path))
+    else:
+        event("resumed")
+
+
+@fuzz
+@given(data=st.data())
+def test_resuming_a_damaged_callback_state_raises_only_model_format_errors(
+    workdir, checkpoint_file, blobs_data, data
+):
+    """Aimed at early stopping's state: its counters in the header, or one of its arrays."""
+    members = zip_members(checkpoint_file)
+    if data.draw(st.booleans()):
+        header = json.loads(np.load(io.BytesIO(members["__header__.npy"])).tobytes())
+        states = header["checkpoint"]["callbacks"]
+        states[0] = data.draw(mutated_json(states[0]))
+        text = json.dumps(header).encode()
+        members["__header__.npy"] = npy_bytes(np.frombuffer(text, dtype=np.uint8))
+    else:
+        name = data.draw(st.sampled_from(sorted(n for n in members if n.startswith("callback."))))
+        members[name] = data.draw(mutated(members[name], header=128))
+    path = workdir / "fuzz-callback.npz"
+    path.write_bytes(rezip(members))
+    try:
+        Model(checkpoint_layers()).fit(*blobs_data, checkpoint=path, resume=True, **RESUME)
+    except ModelFormatError as exc:
+        assert str(exc).startswith(str(path))
         event(outcome(exc, path))
     else:
         event("resumed")

@@ -392,6 +392,43 @@ def test_broken_callback_fails_interface():
     assert not failed(run("callback", Callback))
 
 
+@attrs.define
+class CountsEpochs(Callback):
+    """Keeps a count across epochs; subclasses break its state round trip."""
+
+    n: int = attrs.field(init=False, default=0)
+
+    def on_epoch_end(self, model, epoch, logs):
+        self.n += 1
+        return False
+
+    def state(self):
+        return {"n": self.n}
+
+    def load_state(self, model, state):
+        self.n = state["n"]
+
+
+class ForgetsToLoad(CountsEpochs):
+    def load_state(self, model, state):
+        pass
+
+
+class StateIsAList(CountsEpochs):
+    def state(self):
+        return {"n": [self.n]}
+
+
+def test_callback_state_must_round_trip_through_json_and_load_state():
+    results = run("callback", CountsEpochs)
+    assert not failed(results) and "1 JSON values and 0 arrays" in results["state"].detail
+    results = run("callback", ForgetsToLoad)
+    assert failed(results) == {"state"}
+    assert "state() after 3 epochs changed in the round trip: {'n': 3} -> {'n': 0}" in str(results)
+    results = run("callback", StateIsAList)
+    assert failed(results) == {"state"} and "it is a list, not a number" in results["state"].detail
+
+
 # -- creation and configs -------------------------------------------------------------------
 @attrs.define
 class SetField(Tanh):

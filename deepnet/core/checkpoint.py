@@ -4,21 +4,25 @@
 checkpoint stays in place until the new one is complete. Besides the model's arrays and header
 it holds the optimizer state (arrays ``optimizer.<j>.<name>``, one dict per trainable array in
 ``model.parameters()`` order) and, in the header's ``checkpoint`` entry, the number of finished
-epochs, the fit settings (checked on resume), the state of the shuffling RNG and of every
-stochastic layer's ``layer.rng``; the history is the model's ``meta["history"]``. No pickle:
-RNG states are JSON. A checkpoint is a model file too: ``deepnet.load`` reads it.
+epochs, the fit settings (checked on resume, the configs of stateful callbacks among them),
+the state of the shuffling RNG and of every stochastic layer's ``layer.rng``, and each stateful
+callback's ``state()``: its numbers and strings there, its arrays as ``callback.<i>.<name>``.
+The history is the model's ``meta["history"]``. No pickle: RNG states are JSON. A checkpoint is
+a model file too: ``deepnet.load`` reads it.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
 
+from deepnet.core.components import Callback
 from deepnet.core.errors import DeepnetError, ModelFormatError
 from deepnet.core.serialization import (
     model_arrays,
@@ -29,6 +33,8 @@ from deepnet.core.serialization import (
 )
 
 OPTIMIZER = "optimizer."
+CALLBACK = "callback."
+SCALARS = (str, int, float, bool, type(None))  # what a callback state holds besides arrays
 
 
 def _kept(entry: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -64,6 +70,43 @@ def _stochastic_layers(model) -> dict[str, np.random.Generator]:
     }
 
 
+def stateful(callbacks: list[Any]) -> list[Any]:
+    """The callbacks whose state a checkpoint records: those that override ``state``.
+
+    Stateless ones (progress printers) are left out, so that they may differ on resume."""
+    return [
+        cb for cb in callbacks if getattr(type(cb), "state", Callback.state) is not Callback.state
+    ]
+
+
+def callback_configs(registry, callbacks: list[Any]) -> list[dict[str, Any]]:
+    """The configs of ``callbacks``, which resuming must match; a script's own unregistered
+    callback is named by its class (it has no config to look it up by)."""
+    registered = {e.factory for e in registry.entries("callback")}
+    return [
+        registry.config_of(cb)
+        if type(cb) in registered
+        else {"name": f"{type(cb).__module__}.{type(cb).__qualname__}"}
+        for cb in callbacks
+    ]
+
+
+def split_state(cb: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``cb.state()`` split into its JSON part and its arrays."""
+    scalars, arrays = {}, {}
+    for name, value in cb.state().items():
+        if isinstance(value, np.ndarray):
+            arrays[name] = value
+        elif isinstance(value, (*SCALARS, np.generic)):
+            scalars[name] = value.item() if isinstance(value, np.generic) else value
+        else:
+            raise DeepnetError(
+                f"cannot checkpoint the state {name!r} of callback {type(cb).__name__}: it is a "
+                f"{type(value).__name__}, not a number, string, None or numpy array"
+            )
+    return scalars, arrays
+
+
 def save_checkpoint(
     path: str | Path,
     model,
@@ -72,16 +115,25 @@ def save_checkpoint(
     settings: dict[str, Any],
     rng: np.random.Generator,
     optimizer_state: list[dict[str, np.ndarray]],
+    callbacks: Sequence[Any] = (),
 ) -> Path:
-    """Write the training state after ``epoch`` finished epochs to ``path``, atomically."""
+    """Write the training state after ``epoch`` finished epochs to ``path``, atomically.
+
+    ``callbacks`` are the :func:`stateful` ones, whose configs are ``settings["callbacks"]``."""
     header = model_header(model)
+    arrays = model_arrays(model)
+    states = []
+    for i, cb in enumerate(callbacks):
+        scalars, cb_arrays = split_state(cb)
+        states.append(scalars)
+        arrays.update({f"{CALLBACK}{i}.{name}": value for name, value in cb_arrays.items()})
     header["checkpoint"] = {
         "epoch": epoch,
         "settings": settings,
         "rng": rng.bit_generator.state,
         "layer_rngs": {i: g.bit_generator.state for i, g in _stochastic_layers(model).items()},
+        "callbacks": states,
     }
-    arrays = model_arrays(model)
     for j, entry in enumerate(optimizer_state):
         for name, value in _kept(entry).items():
             if not isinstance(value, np.ndarray):
@@ -101,6 +153,8 @@ class Checkpoint:
     header: dict[str, Any]
     model: Any
     optimizer_state: dict[tuple[int, str], np.ndarray]
+    #: Each stateful callback's ``state()``, arrays included, in ``settings["callbacks"]`` order.
+    callback_states: list[dict[str, Any]]
 
     @property
     def epoch(self) -> int:
@@ -168,6 +222,19 @@ class Checkpoint:
         for i, state in saved_layer_rngs.items():
             layer_rngs[i].bit_generator.state = state
 
+    def restore_callbacks(self, model, callbacks: list[Any]) -> None:
+        """Load the saved states into the :func:`stateful` ``callbacks`` (after on_train_begin,
+        which starts them afresh); :meth:`restore` checked that their configs match."""
+        for i, (cb, state) in enumerate(zip(callbacks, self.callback_states, strict=True)):
+            try:
+                cb.load_state(model, state)
+            except Exception as exc:  # a plugin's check of damaged input may raise any kind
+                text = " ".join(f"{type(exc).__name__}: {exc}".split())
+                raise ModelFormatError(
+                    f"{self.path}: damaged checkpoint (state of callback {i}, "
+                    f"{self.settings['callbacks'][i]['name']}: {text})"
+                ) from None
+
     def _check_same_run(self, model, settings: dict[str, Any]) -> None:
         ours = _architecture(json.loads(json.dumps(model_header(model))))
         theirs = _architecture(self.header)
@@ -180,13 +247,31 @@ class Checkpoint:
         ours = json.loads(json.dumps(settings))  # as it reads back from JSON: tuples as lists
         for key, value in ours.items():
             if self.settings.get(key) != value:
-                what = "the training data differs" if key == "data_crc32" else (
-                    f"it was made with {key} {self.settings.get(key)!r}, this run has {value!r}"
+                what = (
+                    "the training data differs" if key == "data_crc32"
+                    else _callbacks_difference(self.settings[key], value) if key == "callbacks"
+                    else f"it was made with {key} {self.settings.get(key)!r}, "
+                         f"this run has {value!r}"
                 )  # fmt: skip
                 raise DeepnetError(
                     f"{self.path}: cannot resume: {what}; use the same settings and data, or "
                     "give a new checkpoint path"
                 )
+
+
+def _callbacks_difference(theirs: list[dict], ours: list[dict]) -> str:
+    """The first difference between two runs' stateful callbacks, as the refusal says it."""
+    names = [", ".join(c["name"] for c in configs) or "none" for configs in (theirs, ours)]
+    if names[0] != names[1]:
+        return f"it was made with callbacks {names[0]}, this run has {names[1]}"
+    for a, b in zip(theirs, ours, strict=True):
+        for key in sorted(a.keys() | b.keys()):
+            if a.get(key) != b.get(key):
+                return (
+                    f"it was made with {a['name']} {key} {a.get(key)!r}, "
+                    f"this run has {b.get(key)!r}"
+                )
+    return "its callbacks differ"  # not reached: the lists differ somewhere
 
 
 def _natural(value: Any) -> bool:
@@ -220,11 +305,42 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     optimizer_state = {}
     for key, value in arrays.items():
         if key.startswith(OPTIMIZER):
-            j, _, name = key[len(OPTIMIZER) :].partition(".")
-            if not (j.isascii() and j.isdigit() and name):
+            optimizer_state[_numbered(path, key, OPTIMIZER)] = value
+    return Checkpoint(path, header, model, optimizer_state, _callback_states(path, section, arrays))
+
+
+def _numbered(path: Path, key: str, prefix: str) -> tuple[int, str]:
+    """``(j, name)`` from an array name ``<prefix><j>.<name>``."""
+    j, _, name = key[len(prefix) :].partition(".")
+    if not (j.isascii() and j.isdigit() and name):
+        raise ModelFormatError(f"{path}: damaged checkpoint: unexpected array {key!r}")
+    return int(j), name
+
+
+def _callback_states(
+    path: Path, section: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    """Each stateful callback's saved state, its JSON part and its arrays merged."""
+    configs, states = section["settings"].get("callbacks"), section.get("callbacks")
+    # Resuming compares the configs and names them: dicts with a name, one per saved state.
+    if not (
+        isinstance(configs, list)
+        and all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in configs)
+        and isinstance(states, list)
+        and len(states) == len(configs)
+        and all(
+            isinstance(s, dict) and all(isinstance(v, SCALARS) for v in s.values()) for s in states
+        )
+    ):
+        raise ModelFormatError(f"{path}: damaged checkpoint (callback states)")
+    states = [dict(s) for s in states]
+    for key, value in arrays.items():
+        if key.startswith(CALLBACK):
+            i, name = _numbered(path, key, CALLBACK)
+            if i >= len(states) or name in states[i]:
                 raise ModelFormatError(f"{path}: damaged checkpoint: unexpected array {key!r}")
-            optimizer_state[(int(j), name)] = value
-    return Checkpoint(path, header, model, optimizer_state)
+            states[i][name] = value
+    return states
 
 
 def open_checkpoint(path: str | Path | None, resume: bool) -> Checkpoint | None:

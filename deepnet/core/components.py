@@ -184,7 +184,9 @@ class Callback:
     """Observes training; ``on_epoch_end`` returning True stops it.
 
     ``logs`` holds the epoch's metrics: ``loss``, ``train_accuracy``, ``dev_loss``,
-    ``dev_accuracy`` (when there is a dev set), ``lr`` and ``seconds``.
+    ``dev_accuracy`` (when there is a dev set), ``lr`` and ``seconds``. A callback that keeps
+    something across epochs (early stopping's patience count) overrides ``state`` and
+    ``load_state``: checkpoints save its config and state, and resuming restores them.
     """
 
     kind: ClassVar[str] = "callback"
@@ -201,6 +203,13 @@ class Callback:
 
     def on_train_end(self, model: Any) -> None:
         """Called once after the last epoch (also after an early stop)."""
+
+    def state(self) -> dict[str, Any]:
+        """What resuming needs, by name: numbers, strings, None or numpy arrays; {} if nothing."""
+        return {}
+
+    def load_state(self, model: Any, state: dict[str, Any]) -> None:
+        """Restore ``state()`` after on_train_begin; ValueError if it does not fit ``model``."""
 
 
 KINDS: dict[str, type] = {

@@ -232,7 +232,7 @@ def _layer_weights(path: Path, model, arrays: dict[str, np.ndarray]) -> list[dic
     weights: list[dict[str, np.ndarray]] = [{} for _ in model.layers]
     for key, value in arrays.items():
         if not key.startswith(LAYERS):
-            continue  # a checkpoint's optimizer state, read by the checkpoint module
+            continue  # a checkpoint's optimizer and callback state, read by the checkpoint module
         i, _, rest = key[len(LAYERS) :].partition(".")
         if not (i.isascii() and i.isdigit() and int(i) < len(model.layers)):
             raise ModelFormatError(f"{path}: damaged model: unexpected array {key!r}")

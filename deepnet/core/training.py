@@ -15,7 +15,13 @@ from typing import Any
 import attrs
 import numpy as np
 
-from deepnet.core.checkpoint import fingerprint, open_checkpoint, save_checkpoint
+from deepnet.core.checkpoint import (
+    callback_configs,
+    fingerprint,
+    open_checkpoint,
+    save_checkpoint,
+    stateful,
+)
 from deepnet.core.components import Callback
 from deepnet.core.data import train_dev_split
 from deepnet.core.errors import DeepnetError, DivergenceError, ShapeError
@@ -90,11 +96,10 @@ def fit(
     (dev set excluded). Later fits keep them, so continued training sees the same inputs.
 
     ``checkpoint=PATH`` saves the training state there after every epoch (atomically; see
-    :mod:`deepnet.core.checkpoint`); ``resume=True`` continues from it, with the same settings
-    and data, to the same final weights as an uninterrupted run, unless a callback keeps state
-    across epochs: callbacks start afresh (early stopping's patience count and best weights
-    are not in the checkpoint). Without ``resume`` an existing file at ``PATH`` is an error,
-    never overwritten.
+    :mod:`deepnet.core.checkpoint`); ``resume=True`` continues from it, with the same settings,
+    data and stateful callbacks, to the same final weights as an uninterrupted run: callbacks'
+    ``state()`` (early stopping's patience count and best weights) is saved and restored too.
+    Without ``resume`` an existing file at ``PATH`` is an error, never overwritten.
     """
     registry = get_registry()
     if not (isinstance(epochs, int) and epochs >= 1):
@@ -156,8 +161,12 @@ def fit(
     }  # fmt: skip
     if checkpoint is not None:
         dev_data = () if x_dev is None else (x_dev, y_dev)
-        settings = {**model.meta["training"], "data_crc32": fingerprint(x, y_all, *dev_data)}
-        training_state = {"settings": settings, "rng": rng, "optimizer_state": state}
+        kept = stateful(cbs)
+        settings = {
+            **model.meta["training"], "callbacks": callback_configs(registry, kept),
+            "data_crc32": fingerprint(x, y_all, *dev_data),
+        }  # fmt: skip
+        training_state = dict(settings=settings, rng=rng, optimizer_state=state, callbacks=kept)
     if resumed is not None:
         resumed.restore(model, settings, rng, state)
         history.epochs = list(resumed.history["epochs"])
@@ -178,6 +187,8 @@ def fit(
 
     for cb in cbs:
         cb.on_train_begin(model)
+    if resumed is not None:  # after on_train_begin, which starts the callbacks afresh
+        resumed.restore_callbacks(model, kept)
     for epoch in range(start_epoch, epochs):
         start = time.perf_counter()
         snapshot = model.get_weights()

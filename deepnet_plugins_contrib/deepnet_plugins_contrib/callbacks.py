@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
+import numpy as np
 
 from deepnet.core.components import Callback
 from deepnet.core.errors import DeepnetError
@@ -24,7 +26,9 @@ class EarlyStopping(Callback):
     ``mode`` "auto" minimizes metrics named ``*loss`` and maximizes the others (accuracies).
     With restore_best, training ends with the weights of the best epoch (via
     ``model.get_weights()`` / ``set_weights()``). ``best``, ``best_epoch`` and
-    ``stopped_epoch`` (0-based, None if it never stopped) tell what happened.
+    ``stopped_epoch`` (0-based, None if it never stopped) tell what happened. ``state()``
+    holds them, ``wait`` and the best weights (``weights.<layer>.<name>``), so that a resumed
+    run stops at the same epoch with the same weights.
     """
 
     monitor: str = "dev_accuracy"
@@ -77,6 +81,67 @@ class EarlyStopping(Callback):
     def on_train_end(self, model: Any) -> None:
         if self.restore_best and self._best_weights is not None:
             model.set_weights(self._best_weights)
+
+    def state(self) -> dict[str, Any]:
+        weights = {
+            f"weights.{i}.{name}": value
+            for i, layer in enumerate(self._best_weights or [])
+            for name, value in layer.items()
+        }
+        return {name: getattr(self, name) for name in COUNTERS} | weights
+
+    def load_state(self, model: Any, state: dict[str, Any]) -> None:
+        best, best_epoch, wait, stopped_epoch = (state.get(name) for name in COUNTERS)
+        if not (
+            (best is None or (_number(best) and math.isfinite(best)))
+            and (best is None) == (best_epoch is None)
+            and all(e is None or _natural(e) for e in (best_epoch, stopped_epoch))
+            and _natural(wait)
+        ):
+            raise ValueError(
+                f"best {best!r}, best_epoch {best_epoch!r}, wait {wait!r}, stopped_epoch "
+                f"{stopped_epoch!r} are not an early stopping state"
+            )
+        # The best weights are there exactly when on_train_end is to restore them.
+        keep = self.restore_best and best is not None
+        self._best_weights = _best_weights(model, state, keep)
+        self.best = None if best is None else float(best)
+        self.best_epoch, self.wait, self.stopped_epoch = best_epoch, wait, stopped_epoch
+
+
+COUNTERS = ("best", "best_epoch", "wait", "stopped_epoch")
+
+
+def _best_weights(model: Any, state: dict[str, Any], keep: bool) -> list[dict] | None:
+    """The best weights in ``state`` (``weights.<layer>.<name>``), checked against the model's."""
+    expected = model.get_weights()
+    arrays = {f"weights.{i}.{n}": a for i, layer in enumerate(expected) for n, a in layer.items()}
+    given = {key: value for key, value in state.items() if key not in COUNTERS}
+    if given.keys() != (arrays.keys() if keep else set()):
+        raise ValueError("its best weights are missing or are not this model's arrays")
+    for key, value in given.items():
+        want = arrays[key]
+        # The dtype first: isfinite raises TypeError on strings.
+        if not (
+            isinstance(value, np.ndarray)
+            and (value.shape, value.dtype) == (want.shape, want.dtype)
+            and np.isfinite(value).all()
+        ):
+            raise ValueError(f"its {key} is not a finite {want.dtype} array of shape {want.shape}")
+    if not keep:
+        return None
+    return [
+        {n: given[f"weights.{i}.{n}"].copy() for n in layer} for i, layer in enumerate(expected)
+    ]
+
+
+def _number(value: Any) -> bool:
+    """An int or float, and not a bool (JSON's true is an int to Python)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _natural(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @hookimpl

@@ -85,3 +85,49 @@ def test_in_fit_it_stops_early_and_keeps_the_best_dev_weights(registry, blobs):
     assert len(history.epochs) == cb.best_epoch + 1 + cb.patience
     assert min(history["dev_loss"]) == cb.best
     assert model.evaluate(x_dev, y_dev)["loss"] == pytest.approx(cb.best, rel=1e-5)
+
+
+def test_state_loaded_into_a_fresh_callback_continues_the_same_way():
+    """What a checkpoint saves and resuming loads: the counters and the best weights."""
+    values = [0.5, 0.8, 0.7, 0.75, 0.6, 0.9]
+    whole_model, whole = tiny_model(), EarlyStopping(patience=3)
+    stopped, _ = replay(whole, whole_model, values)
+
+    model, first = tiny_model(), EarlyStopping(patience=3)
+    replay(first, model, values[:3])  # ends with epoch 1's weights: move on to epoch 3's
+    model.layers[0].params["W"] += 2.0
+    state = first.state()
+    assert {k: state[k] for k in ("best", "best_epoch", "wait", "stopped_epoch")} == {
+        "best": 0.8,
+        "best_epoch": 1,
+        "wait": 1,
+        "stopped_epoch": None,
+    }
+    resumed = EarlyStopping(patience=3)
+    resumed.on_train_begin(model)
+    resumed.load_state(model, state)
+    for epoch, value in enumerate(values[3:], start=3):
+        if resumed.on_epoch_end(model, epoch, {"dev_accuracy": value}):
+            break
+        model.layers[0].params["W"] += 1.0
+    resumed.on_train_end(model)
+    assert (epoch, resumed.stopped_epoch, resumed.best_epoch) == (stopped, whole.stopped_epoch, 1)
+    np.testing.assert_array_equal(model.layers[0].params["W"], whole_model.layers[0].params["W"])
+
+
+def test_load_state_refuses_what_does_not_fit():
+    model, cb = tiny_model(), EarlyStopping()
+    replay(cb, model, [0.5])
+    state = cb.state()
+    other = Model([Dense(3, "softmax")], dtype="float64").build((3,), seed=0)
+    with pytest.raises(ValueError, match=r"weights\.0\.params\.W is not a finite float64 array "
+                       r"of shape \(3, 3\)"):  # fmt: skip
+        EarlyStopping().load_state(other, state)
+    with pytest.raises(ValueError, match=r"best weights are missing"):
+        EarlyStopping().load_state(model, {k: v for k, v in state.items() if "." not in k})
+    with pytest.raises(ValueError, match=r"best True, best_epoch 0, wait 0, stopped_epoch None "):
+        EarlyStopping().load_state(model, {**state, "best": True})
+    # Without restore_best there are no weights to keep.
+    cb = EarlyStopping(restore_best=False)
+    replay(cb, model, [0.5])
+    assert set(cb.state()) == {"best", "best_epoch", "wait", "stopped_epoch"}
