@@ -503,3 +503,20 @@ def test_an_unregistered_callback_is_recorded_by_its_class(blobs, tmp_path):
     recorder = RecordsAccuracy()
     _, history = fit(layers, *blobs, checkpoint=path, resume=True, callbacks=[recorder], **options)
     assert recorder.accuracy.tolist() == history["train_accuracy"]
+
+
+def test_a_checkpoint_from_before_callback_states_resumes_without_stateful_callbacks(
+    blobs, tmp_path
+):
+    layers, options = CASES["sgd"]
+    whole, _ = fit(layers, *blobs, **options)
+    path = tmp_path / "c.npz"
+    with pytest.raises(Interrupted):
+        fit(layers, *blobs, checkpoint=path, callbacks=[CrashAt(2, 3)], **options)
+
+    def older(header):
+        del header["checkpoint"]["callbacks"], header["checkpoint"]["settings"]["callbacks"]
+
+    damage_header(path, older)
+    resumed, _ = fit(layers, *blobs, checkpoint=path, resume=True, **options)
+    assert same_weights(resumed, whole)

@@ -322,6 +322,8 @@ def _callback_states(
 ) -> list[dict[str, Any]]:
     """Each stateful callback's saved state, its JSON part and its arrays merged."""
     configs, states = section["settings"].get("callbacks"), section.get("callbacks")
+    if configs is None and states is None:  # written before callbacks had state: none had
+        section["settings"]["callbacks"] = section["callbacks"] = configs = states = []
     # Resuming compares the configs and names them: dicts with a name, one per saved state.
     if not (
         isinstance(configs, list)
