@@ -304,26 +304,28 @@ def cut_paths(piece: Piece, spacing: float) -> list[np.ndarray]:
     """
     ink = piece.mask.astype(np.float32)
     h, w = ink.shape
-    # cost[c]: the least ink a path from the top row down to this row, ending at c, crosses.
-    cost = ink[0].copy()
+    # cost[c]: the least ink a path from the top row down to this row, ending at c, crosses
+    # (padded with an endless cost on either side); moves: the step it came by.
+    padded = np.full(w + 2, np.inf, dtype=np.float32)
+    padded[1:-1] = ink[0]
     moves = np.zeros((h, w), dtype=np.int8)
-    inf = np.float32(np.inf)
-    cols = np.arange(w)
     for r in range(1, h):
-        # From the column on the left (-1), straight above (0) or on the right (+1).
-        options = np.stack(
-            [np.r_[inf, cost[:-1]] + BEND_COST, cost, np.r_[cost[1:], inf] + BEND_COST]
-        )
-        k = np.argmin(options, axis=0)
-        cost = options[k, cols] + ink[r]
-        moves[r] = k - 1
+        # From straight above (0), the column on the left (-1) or on the right (+1).
+        best = padded[1:-1].copy()
+        for step, came in ((-1, padded[:-2] + BEND_COST), (1, padded[2:] + BEND_COST)):
+            better = came < best
+            best[better] = came[better]
+            moves[r, better] = step
+        padded[1:-1] = best + ink[r]
+    cost = padded[1:-1]
     # Ends: local minima of the cost, the cheapest first, none nearer than spacing to another
     # or to the piece's sides (so that every part can be a digit or a digit's good share).
     gap = max(1, round(spacing))
+    lowest = require("scipy.ndimage").minimum_filter1d(cost, 2 * (gap // 2) + 1, mode="nearest")
+    minima = np.flatnonzero(cost[gap : w - gap] <= lowest[gap : w - gap]) + gap
     ends: list[int] = []
-    for c in np.argsort(cost[gap : w - gap], kind="stable") + gap:
-        window = cost[max(0, c - gap // 2) : c + gap // 2 + 1]
-        if cost[c] <= window.min() and all(abs(c - e) >= gap for e in ends):
+    for c in minima[np.argsort(cost[minima], kind="stable")]:
+        if all(abs(c - e) >= gap for e in ends):
             ends.append(int(c))
     paths = []
     for end in sorted(ends):
