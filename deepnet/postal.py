@@ -40,6 +40,10 @@ from deepnet.images import mnist_digit, model_normalizer, read_grayscale
 MIN_CONTRAST = 16.0
 #: A piece whose area is below this share of the largest one is a speck unless it sits on a digit.
 SPECK_AREA = 0.08
+#: A piece of the faint mask (ink above this share of the strict level) a digit tall, less
+#: than :data:`FAINT` of it in the pieces found, is a faint digit.
+FAINT_LEVEL = 0.25
+FAINT = 0.3
 #: A piece at least this many digit heights wide may be several touching digits.
 WIDE = 0.95
 #: A piece at least this many digit heights wide is several digits, valley clear or not.
@@ -176,17 +180,19 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(np.nanargmax(between[:-1])) + 0.5
 
 
-def binarize(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ink pixels of an :func:`ink_map`: a strict mask (stroke cores) and a loose one.
+def binarize(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ink pixels of an :func:`ink_map`: a strict mask (stroke cores), a loose one and a
+    faint one.
 
-    Both threshold a lightly smoothed copy, so that noise the smoothing averages away never
+    All threshold a lightly smoothed copy, so that noise the smoothing averages away never
     counts; the strict one at Otsu's level (at least a fifth of the scale), the loose one at
-    half of it, which keeps faint stroke ends and thin joins.
+    half of it, which keeps faint stroke ends and thin joins, the faint one at
+    :data:`FAINT_LEVEL` of it, where a pale digit next to bold ones shows (:func:`faint_digits`).
     """
     ndimage = require("scipy.ndimage")
     smooth = ndimage.gaussian_filter(ink, 1.0)
     level = max(otsu_threshold(smooth), 0.2 * 255)
-    return smooth > level, smooth > 0.5 * level
+    return smooth > level, smooth > 0.5 * level, smooth > FAINT_LEVEL * level
 
 
 def components(mask: np.ndarray) -> list[Piece]:
@@ -433,14 +439,35 @@ def _segment(
 
 def _cut(ink: np.ndarray) -> tuple[list[Piece], float, np.ndarray]:
     """Binarize, find the pieces, merge broken digits, split touching ones."""
-    strict, loose = binarize(ink)
+    strict, loose, faint = binarize(ink)
     pieces = components(strict)
     if not pieces:
         raise DeepnetError("no ink found: nothing in the picture stands out from the paper")
     pieces = merge_stacked(drop_specks(pieces))
     height = _digit_height(pieces)
     pieces = [p for p in pieces if p.height >= 0.4 * height]
+    pieces = with_faint_digits(pieces, faint, height)
     return split_touching(pieces, height), height, loose
+
+
+def with_faint_digits(pieces: list[Piece], faint: np.ndarray, height: float) -> list[Piece]:
+    """``pieces`` and the digits written fainter than the rest: pieces of the ``faint`` mask a
+    digit tall of which ``pieces`` hold little (under :data:`FAINT` of their pixels): the
+    strict mask broke them into specks, dropped, or missed them (a thin, pale digit sets no
+    threshold of its own). Fragments of them among ``pieces`` are replaced by them."""
+    found = np.zeros(faint.shape, dtype=bool)
+    for p in pieces:
+        found[p.top : p.bottom, p.left : p.right] |= p.mask
+    for q in components(faint):
+        if q.height < 0.6 * height:
+            continue
+        mine = np.zeros(faint.shape, dtype=bool)
+        mine[q.top : q.bottom, q.left : q.right] = q.mask
+        if (found & mine).sum() >= FAINT * q.area:
+            continue
+        pieces = [p for p in pieces if not mine[p.top : p.bottom, p.left : p.right][p.mask].all()]
+        pieces.append(q)
+    return pieces
 
 
 def line_tilt(pieces: Sequence[Piece]) -> float:

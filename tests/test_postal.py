@@ -93,6 +93,18 @@ def test_unevenly_lit_paper_is_still_paper(test_digits):
     assert len(found) == 5 and all(inside(f, t) for f, t in zip(found, boxes, strict=True))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_digit_written_paler_than_the_rest_is_found(test_digits, seed):
+    picture, boxes = strip(test_digits, "75008", seed)
+    picture = picture.astype(np.float64)
+    paper = np.median(picture)
+    t, left, b, r = boxes[1]
+    # The 5 written with a pen running dry: its ink a quarter as far from the paper.
+    picture[t:b, left:r] = paper + 0.25 * (picture[t:b, left:r] - paper)
+    _, found = segment_digits(picture)
+    assert len(found) == 5 and all(inside(f, t) for f, t in zip(found, boxes, strict=True))
+
+
 def rings(gap: int, bridge: bool = True) -> np.ndarray:
     """Two drawn zeros ``gap`` px apart, dark on light, joined by a short stroke if ``bridge``."""
     im = Image.new("L", (140 + gap, 80), 235)
