@@ -425,7 +425,11 @@ def _segment(
     reach = max(2.0, 0.15 * height)
     if expect_digits and scorer is not None:
         # Segmentation by recognition: over-cut, then let the classifier choose the grouping.
-        atoms = force_count(over_cut(pieces, height), expect_digits, merge=False)
+        atoms = over_cut(pieces, height)
+        # A fragment (a 2's broken tail) filling the count means two digits are one piece
+        # somewhere: one cut more, so that the classifier can choose.
+        fragment = any(a.height < SHORT * height for a in atoms)
+        atoms = force_count(atoms, expect_digits + fragment, merge=False)
         atoms = sorted(claim_ink(atoms, loose, reach), key=lambda p: p.left)
         if len(atoms) == expect_digits:  # one grouping only: the main batch classifies it
             return ink, atoms, tilt, None
