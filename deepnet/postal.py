@@ -60,7 +60,7 @@ GROUP_SHORT = 40.0
 GROUP_GAP = 2.0
 SHORT = 0.85
 #: The cost (log probability) of each departure from the first cut into pieces.
-REGROUP_COST = 2.0
+REGROUP_COST = 1.0
 #: The cost (in ink pixels) of a path cut's step to the next column (:func:`cut_paths`).
 BEND_COST = 0.5
 #: Pieces wider than this many digit heights are over-cut when the classifier groups them
