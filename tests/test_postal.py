@@ -20,9 +20,11 @@ from deepnet.postal import (
     SHORT_DIGIT,
     CodeReader,
     Cut,
+    Piece,
     _best_path,
     _departures,
     components,
+    cut_paths,
     height_plausibility,
     ink_map,
     segment,
@@ -96,6 +98,18 @@ def test_unevenly_lit_paper_is_still_paper(test_digits):
     assert len(found) == 5 and all(inside(f, t) for f, t in zip(found, boxes, strict=True))
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_digit_written_paler_than_the_rest_is_found(test_digits, seed):
+    picture, boxes = strip(test_digits, "75008", seed)
+    picture = picture.astype(np.float64)
+    paper = np.median(picture)
+    t, left, b, r = boxes[1]
+    # The 5 written with a pen running dry: its ink a quarter as far from the paper.
+    picture[t:b, left:r] = paper + 0.25 * (picture[t:b, left:r] - paper)
+    _, found = segment_digits(picture)
+    assert len(found) == 5 and all(inside(f, t) for f, t in zip(found, boxes, strict=True))
+
+
 def rings(gap: int, bridge: bool = True) -> np.ndarray:
     """Two drawn zeros ``gap`` px apart, dark on light, joined by a short stroke if ``bridge``."""
     im = Image.new("L", (140 + gap, 80), 235)
@@ -165,6 +179,46 @@ def test_recognition_fixes_cuts_the_shapes_alone_get_wrong(test_digits, model, s
     read = CodeReader(model[0], expect_digits=5).read(picture)
     assert all(inside(f, t) for f, t in zip(read.boxes, boxes, strict=True)), (read.boxes, boxes)
     assert read.code == code and 0.0 < read.cut_certainty <= 1.0
+
+
+def leaning_pair() -> tuple[np.ndarray, np.ndarray]:
+    """Two strokes leaning right, side by side, joined by a short bridge: the masks ``(80, 70)``
+    of the left one and of the right one (bridge included)."""
+    masks = []
+    for x in (8, 22):
+        im = Image.new("1", (70, 80), 0)
+        ImageDraw.Draw(im).line((x, 75, x + 16, 4), fill=1, width=7)
+        masks.append(np.asarray(im, dtype=bool))
+    bridge = Image.new("1", (70, 80), 0)
+    ImageDraw.Draw(bridge).line((16, 40, 30, 40), fill=1, width=3)
+    left = masks[0]
+    return left, (masks[1] | np.asarray(bridge, dtype=bool)) & ~left
+
+
+def test_a_bent_cut_separates_digits_no_column_separates():
+    left, right = leaning_pair()
+    cols = np.flatnonzero(left.any(axis=0)), np.flatnonzero(right.any(axis=0))
+    assert cols[0].max() > cols[1].min() + 5  # their columns overlap: no straight cut
+    piece = Piece(0, 0, left | right).trimmed()
+    parts = piece.cut(cut_paths(piece, spacing=10))
+    # Some run of parts from the left is the left stroke, all but a bridge's pixels.
+    owned = np.zeros_like(left)
+    best = 0
+    for part in parts:
+        owned[part.top : part.bottom, part.left : part.right] |= part.mask
+        if not (owned & right).sum() > 40:
+            best = max(best, (owned & left).sum())
+    assert best == left.sum()
+
+
+@pytest.mark.parametrize(("seed", "code"), [(3, "41712"), (11, "41712"), (14, "17141")])
+def test_narrow_ones_touching_their_neighbours_are_cut_right(test_digits, model, seed, code):
+    """Every pair touching (a 1 leaning into a 4, a 7): cut along bent paths at several places,
+    the classifier finds the digits (the deepest column valleys alone cut these wrong)."""
+    picture, boxes = strip(test_digits, code, seed, touch_rate=1.0)
+    read = CodeReader(model[0], expect_digits=5).read(picture)
+    assert all(inside(f, t) for f, t in zip(read.boxes, boxes, strict=True)), (read.boxes, boxes)
+    assert read.code == code
 
 
 def test_blank_and_empty_pictures_are_errors():
