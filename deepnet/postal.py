@@ -7,11 +7,13 @@ slight slant) goes through :func:`segment_digits`:
    dark after inverting dark-on-light pictures); a lightly smoothed copy is thresholded by Otsu's
    method, so noise that the smoothing averages away never counts as ink;
 2. *connected components* (8-connected, ``scipy.ndimage.label``); pieces stacked above one
-   another (a 5's detached bar, a broken stroke) are merged, specks are dropped;
+   another (a 5's detached bar, a broken stroke) are merged, specks are dropped; a digit paler
+   than the rest is taken from a fainter threshold (:func:`with_faint_digits`);
 3. *touching digits*: a piece much wider than a digit is split where its column profile (ink
    per column) has a clear valley;
 4. a known code length (``expect_digits``) forces the count. With a classifier, by
-   recognition: wide pieces are over-cut and :func:`best_grouping` groups the atoms into that
+   recognition: wide pieces are over-cut along bent paths crossing little ink
+   (:func:`cut_paths`) and :func:`best_grouping` groups the atoms into that
    many digits the way the classifier is surest of; without one, the widest pieces are split at
    their deepest valley and the smallest merged into their nearest neighbour.
 
