@@ -2,9 +2,10 @@
 
 Strips are composed (``deepnet.postal_set.compose_strip``) from MNIST *training* digits, cut
 by a reader with ``--cutter``'s model, and every digit whose box matches its true box is kept
-with its label. The default recipe is then trained on MNIST's training set plus those digits,
-and both models read a postal set (make it with ``deepnet postal synth SET --seed 11``; the
-evaluation set of seed 0 is for the final word only).
+with its label. The default recipe (``--recipe postal``: contrib's CNN) is then trained on
+MNIST's training set plus those digits, and the cutter and the new model read a postal set
+(make it with ``deepnet postal synth SET --seed 11``; the evaluation set of seed 0 is for the
+final word only).
 
     .venv/bin/python benchmarks/postal_cut_training.py --cutter default.npz --codes 3000 SET
 """
@@ -56,6 +57,9 @@ def main() -> None:
     parser.add_argument("--codes", type=int, default=3000, help="strips to cut (5 digits each)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--save", help="write the model trained with cut digits here")
+    parser.add_argument(
+        "--recipe", choices=["default", "postal"], default="default", help="postal: contrib's CNN"
+    )
     args = parser.parse_args()
 
     cutter = load_model(args.cutter)
@@ -69,7 +73,10 @@ def main() -> None:
         name="mnist+cut",
         normalization="none",
     )
-    model, summary = run_recipe(RECIPES["default"], data)
+    recipe = RECIPES["default"]
+    if args.recipe == "postal":
+        from deepnet_plugins_contrib.recipes import POSTAL as recipe
+    model, summary = run_recipe(recipe, data)
     if args.save:
         model.save(args.save)
     report = {"cut_digits": len(y_cut), "mnist_test_accuracy": summary["test_accuracy"]}
