@@ -177,13 +177,15 @@ class Model:
     def adapt(self, x: Any) -> None:
         """Fit the data-dependent state of the leading layers that have ``adapt`` (normalize's
         statistics) to the training inputs ``x``; :func:`~deepnet.core.training.fit` calls it
-        when it builds the model."""
+        when it builds the model. Augmentation layers before them are looked through: they
+        see the data as it is."""
         x = self.check_input(x)
-        for i, layer in enumerate(self.layers):
+        layers = [ly for ly in self.layers if not getattr(ly, "inference_identity", False)]
+        for i, layer in enumerate(layers):
             if not hasattr(layer, "adapt"):
                 break
             layer.adapt(x)
-            if i + 1 < len(self.layers) and hasattr(self.layers[i + 1], "adapt"):
+            if i + 1 < len(layers) and hasattr(layers[i + 1], "adapt"):
                 x = layer.forward(x)[0]
 
     def forward(self, x: np.ndarray, training: bool = False) -> tuple[np.ndarray, list]:

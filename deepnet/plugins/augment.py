@@ -44,7 +44,7 @@ class RandomAffine(Layer):
     dtype: Any = attrs.field(init=False, default=None, repr=False)
 
     accepts_integers = True
-    #: Evaluation-mode identity: inference leaves this layer out (see Model._inference_stack).
+    #: The identity in evaluation: inference leaves it out and Model.adapt looks through it.
     inference_identity = True
 
     def build(self, input_shape, rng, dtype):
@@ -61,9 +61,6 @@ class RandomAffine(Layer):
             )
         self.rng, self.dtype = rng, np.dtype(dtype)
         return shape
-
-    def adapt(self, x: Array) -> None:
-        """Nothing to fit; defined so that a ``normalize`` after it is still adapted."""
 
     def forward(self, x: Array, training: bool = False) -> tuple[Array, Any]:
         if not training:
