@@ -196,7 +196,8 @@ def binarize(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     All threshold a lightly smoothed copy, so that noise the smoothing averages away never
     counts; the strict one at Otsu's level (at least a fifth of the scale), the loose one at
     half of it, which keeps faint stroke ends and thin joins, the faint one at
-    :data:`FAINT_LEVEL` of it, where a pale digit next to bold ones shows (:func:`faint_digits`).
+    :data:`FAINT_LEVEL` of it, where a pale digit next to bold ones shows
+    (:func:`with_faint_digits`).
     """
     ndimage = require("scipy.ndimage")
     smooth = ndimage.gaussian_filter(ink, 1.0)

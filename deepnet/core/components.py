@@ -87,6 +87,9 @@ class Layer:
     # True if forward takes integer inputs (uint8 pixels) and casts them itself; otherwise
     # the model casts each batch to its dtype first.
     accepts_integers: ClassVar[bool] = False
+    # True if the layer is the identity in evaluation (augmentation): inference leaves it out
+    # and Model.adapt looks through it.
+    inference_identity: ClassVar[bool] = False
     #: Trainable arrays by name; optimizers update them in place.
     params: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False, eq=False)
     #: Non-trainable arrays saved with the model (e.g. running statistics).

@@ -42,9 +42,10 @@ class RandomAffine(Layer):
     rng: np.random.Generator | None = attrs.field(init=False, default=None, repr=False)
     image: tuple[int, int] = attrs.field(init=False, default=(0, 0), repr=False)
     dtype: Any = attrs.field(init=False, default=None, repr=False)
+    #: Every output pixel's coordinates around the image centre ``(2, H·W)``, made once.
+    grid: Any = attrs.field(init=False, default=None, repr=False)
 
     accepts_integers = True
-    #: The identity in evaluation: inference leaves it out and Model.adapt looks through it.
     inference_identity = True
 
     def build(self, input_shape, rng, dtype):
@@ -60,6 +61,8 @@ class RandomAffine(Layer):
                 f"(N, H·W), got (N, {', '.join(map(str, shape))})"
             )
         self.rng, self.dtype = rng, np.dtype(dtype)
+        h, w = self.image
+        self.grid = np.mgrid[0:h, 0:w].reshape(2, -1) - [[(h - 1) / 2], [(w - 1) / 2]]
         return shape
 
     def forward(self, x: Array, training: bool = False) -> tuple[Array, Any]:
@@ -88,7 +91,7 @@ class RandomAffine(Layer):
         idx = corner + self._starts(dz)  # (N, C, H·W)
         fy, fx = (np.broadcast_to(f, idx.shape).ravel() for f in (fy, fx))
         idx, d = idx.ravel(), dz.astype(np.float64).ravel()
-        size = dz.shape[0] * self._padded_size(dz)
+        size = dz.size // (h * w) * (h + 2) * (w + 2)
         # Each output pixel spreads its gradient over its four source pixels; bincount adds
         # up the shares of pixels that several outputs read.
         dx = sum(
@@ -109,10 +112,6 @@ class RandomAffine(Layer):
         padded = np.zeros((x.size // (h * w), h + 2, w + 2), self.dtype)
         padded[:, 1:-1, 1:-1] = x.reshape(-1, h, w)
         return padded
-
-    def _padded_size(self, x: Array) -> int:
-        h, w = self.image
-        return (x[0].size // (h * w)) * (h + 2) * (w + 2)
 
     def _starts(self, x: Array) -> Array:
         """Where each padded image starts in the flat batch ``(N, C, 1)``: every channel of an
@@ -147,8 +146,7 @@ class RandomAffine(Layer):
         zero fractions, so it reads zero."""
         h, w = self.image
         centre = np.array([[(h - 1) / 2], [(w - 1) / 2]])
-        grid = np.mgrid[0:h, 0:w].reshape(2, -1) - centre
-        src = (linear @ grid + (centre - shift[:, :, None])).astype(self.dtype)
+        src = (linear @ self.grid + (centre - shift[:, :, None])).astype(self.dtype)
         top = np.floor(src)
         frac = src - top
         top += 1  # padded coordinates
