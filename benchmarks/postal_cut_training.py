@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import attrs
 import numpy as np
 
 from deepnet.cli import load_model
@@ -55,7 +56,8 @@ def main() -> None:
     parser.add_argument("postal_set", help="a set from `deepnet postal synth` to read")
     parser.add_argument("--cutter", required=True, help="the model that cuts the strips")
     parser.add_argument("--codes", type=int, default=3000, help="strips to cut (5 digits each)")
-    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--seed", type=int, default=1234, help="seed of the strips")
+    parser.add_argument("--train-seed", type=int, help="the recipe's seed (default: its own)")
     parser.add_argument("--save", help="write the model trained with cut digits here")
     parser.add_argument(
         "--recipe", choices=["default", "postal"], default="default", help="postal: contrib's CNN"
@@ -76,6 +78,8 @@ def main() -> None:
     recipe = RECIPES["default"]
     if args.recipe == "postal":
         from deepnet_plugins_contrib.recipes import POSTAL as recipe
+    if args.train_seed is not None:
+        recipe = attrs.evolve(recipe, seed=args.train_seed)
     model, summary = run_recipe(recipe, data)
     if args.save:
         model.save(args.save)
