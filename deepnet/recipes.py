@@ -2,7 +2,9 @@
 
 A recipe is plain data (layer spec, loss, optimizer, schedule, epochs, ...) so that the CLI's
 ``--preset`` and the Python API share it; :func:`run_recipe` trains one on MNIST and reports
-train/dev/test accuracy and the training time.
+train/dev/test accuracy and the training time. Recipes are a registered component kind: the
+built-in plugin ``deepnet.plugins.recipes`` registers :data:`RECIPES`, other plugins their own
+(hook ``deepnet_register_recipes``), and :func:`get_recipe` looks any of them up by name.
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ from typing import Any
 import attrs
 import numpy as np
 
+from deepnet.core import components
 from deepnet.core.data import train_dev_split
 from deepnet.core.errors import DeepnetError
 from deepnet.core.model import Model
+from deepnet.core.plugins import get_registry
 from deepnet.core.registry import Registry
 
 
 @attrs.frozen
-class Recipe:
-    """Everything needed to train a model from scratch, as data."""
+class Recipe(components.Recipe):
+    """Everything needed to train a model from scratch, as data.
+
+    ``recipe(epochs=3)`` is a copy with those fields replaced (the registry's contract).
+    """
 
     name: str
     description: str
@@ -103,6 +110,8 @@ _SEED_A = Recipe(
     shuffle=False,
 )
 
+#: The built-in recipes, which the built-in plugin registers; :func:`get_recipe` finds these and
+#: every plugin's.
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in [
@@ -133,11 +142,10 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def get_recipe(name: str) -> Recipe:
-    try:
-        return RECIPES[name]
-    except KeyError:
-        raise DeepnetError(f"unknown preset {name!r}; available: {', '.join(RECIPES)}") from None
+def get_recipe(name: str, registry: Registry | None = None) -> Recipe:
+    """The registered recipe ``name`` (or ``provider/name``), from ``registry`` (default: the
+    process registry). An unknown name raises with the close matches and every recipe's name."""
+    return (registry or get_registry()).create("recipe", name)
 
 
 def validate_recipe(reg: Registry, recipe: Recipe, dtype: str) -> Model:

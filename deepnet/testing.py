@@ -11,9 +11,11 @@
 Per kind the kit checks the gradient numerically in float64 (:mod:`deepnet.core.gradcheck`), the
 dtype and shape contract (float32 in, float32 out: no float64 creep; float64 in, float64 out),
 determinism, the JSON config round trip, a callback's ``state()`` round trip (as checkpoints
-save it), and silence on extreme inputs. Every check runs with warnings as errors and NumPy's
-overflow, invalid and divide-by-zero errors raised; whatever goes wrong becomes a FAIL
-:class:`CheckResult` with a one-line detail, so no component stops the run.
+save it), and silence on extreme inputs; a recipe must resolve all its components, turn raw
+pixel rows ``(N, 784)`` into ``(N, classes)`` outputs, and train one seeded epoch on a few.
+Every check runs with warnings as errors and NumPy's overflow, invalid and divide-by-zero errors
+raised; whatever goes wrong becomes a FAIL :class:`CheckResult` with a one-line detail, so no
+component stops the run.
 
 Components with required hyperparameters the kit cannot guess, or layers that need a particular
 input shape, say how to try them with a class attribute, e.g.
@@ -48,6 +50,9 @@ EXTREMES = (1e4, 80.0, 1e38)
 #: Input shapes (without the batch) tried in turn until a layer builds: features, then images.
 LAYER_INPUT_SHAPES = ((6,), (2, 6, 6))
 BATCH = 3
+#: A recipe is tried on raw MNIST-sized pixel rows (0..255), RECIPE_SAMPLES of them to train on.
+RECIPE_INPUT_SHAPE = (784,)
+RECIPE_SAMPLES = 16
 #: Values for required hyperparameters without a default, by annotated type.
 GUESSES = {"int": 4, "float": 0.5, "bool": False}
 CALLBACK_METHODS = ("on_train_begin", "on_batch_end", "on_epoch_end", "on_train_end")
@@ -181,7 +186,9 @@ def _hints(entry: Entry) -> dict[str, Any]:
 def _create_kwargs(entry: Entry, config: dict[str, Any] | None) -> dict[str, Any]:
     """Hyperparameters to try ``entry`` with: given, hinted, else guessed for required ones."""
     kwargs = {**_hints(entry).get("config", {}), **(config or {})}
-    fields = {f.name: f for f in attrs.fields(entry.factory)} if attrs.has(entry.factory) else {}
+    factory = entry.factory  # a class, or a recipe instance (no parameters to guess)
+    is_class = isinstance(factory, type) and attrs.has(factory)
+    fields = {f.name: f for f in attrs.fields(factory)} if is_class else {}
     for param in entry.params:
         if param.default is not REQUIRED or param.name in kwargs:
             continue
@@ -686,6 +693,56 @@ def _callback_checks(make: Callable[[], Any], **_: Any) -> list[tuple[str, Thunk
     return [("interface", interface), ("state", state)]
 
 
+# -- recipes --------------------------------------------------------------------------------
+def _recipe_checks(
+    make: Callable[[], Any], registry: Registry, input_shape: Any = None, **_: Any
+) -> list[tuple[str, Thunk]]:
+    from deepnet.recipes import train_recipe, validate_recipe  # imports the model: on use
+
+    shape = tuple(input_shape or RECIPE_INPUT_SHAPE)
+    where = f"raw pixels (N, {', '.join(map(str, shape))})"
+    pixels = np.random.default_rng(0).integers(0, 256, (RECIPE_SAMPLES, *shape), dtype=np.uint8)
+
+    def components() -> str:
+        recipe = make()
+        validate_recipe(registry, recipe, "float32")
+        return "its layers, loss, regularizers, optimizer, schedule and initializer all resolve"
+
+    def shapes() -> str:
+        recipe = make()
+        units = int(recipe.layers[-1].partition(":")[0])
+        for dt in DTYPES:
+            with _during(str(dt)):
+                model = recipe.model(dt.name, raw_pixels=True).build(shape, seed=0)
+                model.adapt(pixels)  # as fit does: standardize's statistics
+                _expect(
+                    model.output_shape == (units,),
+                    f"output shape {model.output_shape}, but its last layer has {units} units",
+                )
+                for training in (False, True):
+                    a = model.forward(pixels[:BATCH], training)[0]
+                    _expect_array(f"outputs (training={training})", a, (BATCH, units), dt)
+                    _expect_finite(f"outputs (training={training})", a)
+        return f"{where} -> (N, {units}) in float32 and float64, training and not"
+
+    def training() -> str:
+        # One epoch on a few images, twice: it runs, stays finite, and its seed fixes it.
+        recipe = make()(epochs=1, dev_fraction=0.0)
+        labels = np.arange(RECIPE_SAMPLES) % int(recipe.layers[-1].partition(":")[0])
+        runs = [train_recipe(recipe, pixels, labels)[0] for _ in range(2)]
+        loss = runs[0].meta["history"]["epochs"][0]["loss"]
+        _expect(math.isfinite(loss), f"loss {loss} after one epoch")
+        same = all(
+            np.array_equal(a[k], b[k])
+            for a, b in zip(*(m.get_weights() for m in runs), strict=True)
+            for k in a
+        )
+        _expect(same, "two trainings with the same seed gave different weights")
+        return f"one epoch on {RECIPE_SAMPLES} images of {where}: loss {loss:.4g}; seeded"
+
+    return [("components", components), ("shapes", shapes), ("training", training)]
+
+
 _KIND_CHECKS: dict[str, Callable[..., list[tuple[str, Thunk]]]] = {
     "activation": _activation_checks,
     "loss": _loss_checks,
@@ -695,6 +752,7 @@ _KIND_CHECKS: dict[str, Callable[..., list[tuple[str, Thunk]]]] = {
     "initializer": _initializer_checks,
     "schedule": _schedule_checks,
     "callback": _callback_checks,
+    "recipe": _recipe_checks,
 }
 
 
@@ -708,8 +766,8 @@ def check_entry(
 ) -> list[CheckResult]:
     """Every check of the kind of ``entry`` (a registered component), run on its factory.
 
-    ``config`` overrides hyperparameters; ``input_shape`` (layers, without the batch) replaces
-    the shapes tried. The checks run with ``registry`` as the process registry.
+    ``config`` overrides hyperparameters; ``input_shape`` (layers and recipes, without the
+    batch) replaces the shapes tried. The checks run with ``registry`` as the process registry.
     """
     registry = registry or _plugins.get_registry()
     with using_registry(registry):
@@ -733,7 +791,8 @@ def check_entry(
             checks = _KIND_CHECKS[entry.kind](make, registry=registry, input_shape=given)
         except Exception as exc:  # e.g. a loss whose fused_activation property raises
             return [created, CheckResult("setup", False, _one_line(f"{type(exc).__name__}: {exc}"))]
-        checks.append(("config", lambda: _config_round_trip(make, registry, entry.kind)))
+        if entry.kind != "recipe":  # a recipe is data already; models do not save it
+            checks.append(("config", lambda: _config_round_trip(make, registry, entry.kind)))
         return [created, *(_run(name, fn) for name, fn in checks)]
 
 

@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from deepnet import Activation, Model, PluginError, hookimpl
+from deepnet.core import plugins
 from deepnet.core.plugins import PluginWarning, load_plugins
 
 TINY = Path(__file__).parent / "plugins" / "tiny"
@@ -48,6 +49,20 @@ def test_builtins_load_through_entry_points():
     assert {p.name for p in builtins} >= {"deepnet.activations", "deepnet.layers"}
     assert all(p.status == "loaded" for p in builtins)
     assert info(registry, "deepnet.activations").hooks == ["deepnet_register_activations"]
+
+
+def test_a_builtin_module_without_its_entry_point_is_loaded_anyway(monkeypatch):
+    """An editable install made before a built-in module existed lacks its entry point."""
+    real = plugins.entry_points
+
+    def stale(group):
+        return [ep for ep in real(group=group) if ep.name != "deepnet.recipes"]
+
+    monkeypatch.setattr(plugins, "entry_points", stale)
+    registry = load_plugins()
+    builtins = sorted(p.name for p in registry.plugins if p.distribution == "deepnet")
+    assert builtins == sorted(m.replace(".plugins", "") for m in plugins.BUILTIN_MODULES)
+    assert registry.lookup("recipe", "default").provenance.plugin == "deepnet.recipes"
 
 
 def test_in_process_plugin_is_usable_in_a_model(registry_of):

@@ -61,7 +61,9 @@ def test_every_builtin_passes_every_check():
     failures = [f for f in failures if "FAIL" in f]
     assert not failures, "\n".join(failures)
     kinds = {e.kind for e, _ in checked}
-    assert kinds == {"activation", "loss", "layer", "optimizer", "initializer", "schedule"}
+    assert kinds == {
+        "activation", "loss", "layer", "optimizer", "initializer", "schedule", "recipe"
+    }  # fmt: skip
 
 
 def test_assert_helpers_pass_on_builtins():

@@ -5,7 +5,8 @@ Arrays are row-major with the batch first: a dense layer computes ``Z = A_prev @
 That is the notebook's column form ``Z = W·A_prev + b`` transposed.
 
 Components are attrs classes whose fields are their hyperparameters, so ``name + fields`` is
-their whole config (see :func:`deepnet.core.registry.Registry.config_of`).
+their whole config (see :func:`deepnet.core.registry.Registry.config_of`). Recipes, plain data
+that name components, are registered as instances instead (:class:`Recipe`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, ClassVar
 
 import attrs
 import numpy as np
+
+from deepnet.core.errors import DeepnetError
 
 Array = np.ndarray
 Params = dict[str, np.ndarray]
@@ -215,7 +218,40 @@ class Callback:
         """Restore ``state()`` after on_train_begin; ValueError if it does not fit ``model``."""
 
 
+class Recipe:
+    """How to train a model from scratch, as data: the fields of :class:`deepnet.recipes.Recipe`
+    (layers, loss, optimizer, lr, schedule, epochs, batch size, normalization, seed, ...).
+
+    Unlike the other kinds, a recipe is registered as an instance, ``register(recipe)``, named by
+    its ``name`` field. Called with fields, ``recipe(epochs=3)`` is a copy with those replaced,
+    so the registry makes a recipe from a name or a ``{"name": ..., **fields}`` config as it
+    makes any other component.
+    """
+
+    kind: ClassVar[str] = "recipe"
+
+    def __call__(self, **fields: Any) -> Any:
+        known = [f.name for f in attrs.fields(type(self))]
+        unknown = sorted(set(fields) - set(known))
+        if unknown:
+            raise DeepnetError(
+                f"recipe {getattr(self, 'name', '?')!r} has no field {unknown[0]!r}; "
+                f"its fields: {', '.join(known)}"
+            )
+        return attrs.evolve(self, **fields)
+
+
 KINDS: dict[str, type] = {
     c.kind: c
-    for c in (Layer, Activation, Loss, Optimizer, Regularizer, Initializer, Schedule, Callback)
+    for c in (
+        Layer,
+        Activation,
+        Loss,
+        Optimizer,
+        Regularizer,
+        Initializer,
+        Schedule,
+        Callback,
+        Recipe,
+    )
 }

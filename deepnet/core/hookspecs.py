@@ -49,3 +49,8 @@ def deepnet_register_schedules(register):
 @hookspec
 def deepnet_register_callbacks(register):
     """Register training callback factories (early stopping, checkpoints, logging)."""
+
+
+@hookspec
+def deepnet_register_recipes(register):
+    """Register training recipes, as instances: ``register(recipe)`` (named by ``recipe.name``)."""

@@ -38,6 +38,7 @@ HOOK_KINDS = {
     "deepnet_register_initializers": "initializer",
     "deepnet_register_schedules": "schedule",
     "deepnet_register_callbacks": "callback",
+    "deepnet_register_recipes": "recipe",
 }
 
 BUILTIN_MODULES = [
@@ -48,6 +49,7 @@ BUILTIN_MODULES = [
     "deepnet.plugins.augment",
     "deepnet.plugins.initializers",
     "deepnet.plugins.schedules",
+    "deepnet.plugins.recipes",
 ]
 
 
@@ -178,11 +180,13 @@ def load_plugins(
     disabled = [*_env_list(ENV_DISABLE), *(disabled or ())]
     loader = PluginLoader(strict, disabled)
     eps = sorted(entry_points(group=GROUP), key=lambda e: e.name) if use_entry_points else []
-    if not any(ep.value.startswith("deepnet.plugins.") for ep in eps):
-        # Running from a source tree that was never installed: same path, no metadata.
-        from deepnet import __version__
+    declared = {ep.value for ep in eps}
+    # Built-ins no entry point declares: a source tree that was never installed, or an
+    # editable install older than the module (reinstalling adds its entry point). Same path.
+    from deepnet import __version__
 
-        for module in BUILTIN_MODULES:
+    for module in BUILTIN_MODULES:
+        if module not in declared:
             name = module.replace(".plugins", "")
             loader.add(name, lambda m=module: importlib.import_module(m), "deepnet", __version__)
     for ep in eps:

@@ -20,7 +20,8 @@ import numpy as np
 from deepnet.core.components import KINDS
 from deepnet.core.errors import AmbiguousComponentError, DeepnetError, UnknownComponentError
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# Hyphens for names typed on the command line, such as the recipe "seed-a".
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 @attrs.frozen
@@ -59,14 +60,15 @@ class Entry:
 
     @property
     def doc(self) -> str:
-        """The first paragraph of the factory's docstring, on one line."""
-        doc = (self.factory.__doc__ or "").strip()
+        """The first paragraph of the factory's docstring (a recipe's description), on one line."""
+        doc = self.factory.description if self.kind == "recipe" else self.factory.__doc__
+        doc = (doc or "").strip()
         return " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
 
     @property
     def params(self) -> list[Param]:
-        """Hyperparameters with defaults, from the attrs fields of the factory."""
-        if not attrs.has(self.factory):
+        """Hyperparameters with defaults, from the attrs fields of the factory (a class)."""
+        if not (isinstance(self.factory, type) and attrs.has(self.factory)):
             return []
         out = []
         for f in attrs.fields(self.factory):
@@ -106,13 +108,18 @@ class Registry:
         """Add ``factory`` under ``kind``/``name``; a repeated name is kept beside the first."""
         if kind not in self._entries:
             raise DeepnetError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
+        if kind == "recipe" and not isinstance(factory, KINDS["recipe"]):
+            raise DeepnetError(
+                f"{provenance.plugin}: register a recipe as a deepnet.recipes.Recipe instance, "
+                f"not {factory!r}"
+            )
         if not callable(factory):
             raise DeepnetError(f"{provenance.plugin}: {kind} factory {factory!r} is not callable")
         name = name or default_name(factory)
         if not _NAME.match(name):
             raise DeepnetError(
                 f"{provenance.plugin}: invalid {kind} name {name!r}; "
-                "use lowercase letters, digits and underscores"
+                "use lowercase letters, digits, underscores and hyphens"
             )
         entry = Entry(kind, name, factory, provenance)
         providers = self._entries[kind].setdefault(name, [])
