@@ -40,7 +40,7 @@ from deepnet.core.model import FLOAT_DTYPES, Model
 from deepnet.core.registry import REQUIRED, Entry, Registry
 from deepnet.images import model_normalization, model_normalizer, recorded_data_dir
 from deepnet.postal import MIN_CONFIDENCE
-from deepnet.recipes import RECIPES, Recipe, parse_layers, run_recipe, validate_recipe
+from deepnet.recipes import Recipe, get_recipe, parse_layers, run_recipe, validate_recipe
 
 DATASETS = ("mnist",)
 
@@ -346,7 +346,7 @@ def list_components(kind: str | None, as_json: bool) -> None:
     """List registered components: parameters, provider and doc.
 
     KIND is one of: layer, activation, loss, optimizer, regularizer, initializer, schedule,
-    callback (plurals work too). A name two plugins register is shown under both qualified
+    callback, recipe (plurals work too). A name two plugins register is shown under both qualified
     names (provider/name); use those to pick one.
     """
     reg = registry()
@@ -432,8 +432,8 @@ def _config(spec: Any) -> dict[str, Any]:
 
 
 def build_recipe(preset: str, **opts: Any) -> Recipe:
-    """The preset with every option that was given (not None) replacing its field."""
-    recipe = RECIPES[preset]
+    """The registered recipe ``preset`` with every option given (not None) replacing its field."""
+    recipe = get_recipe(preset, registry())
     fields: dict[str, Any] = {}
     for name in ("loss", "init", "epochs", "batch_size", "seed", "dev_fraction", "normalize"):
         if opts.get(name) is not None:
@@ -441,6 +441,14 @@ def build_recipe(preset: str, **opts: Any) -> Recipe:
     if opts.get("layers") is not None:
         parse_layers(opts["layers"])  # fail now, with the spec's own message
         fields["layers"] = tuple(p.strip() for p in opts["layers"].split(","))
+        # The recipe's extra layers (dropout) keep their places among the dense layers; one
+        # placed after the output layer would be a mistake, not a model.
+        if recipe.extra_layers and max(p for p, _ in recipe.extra_layers) >= len(fields["layers"]):
+            position, spec = max(recipe.extra_layers, key=lambda e: e[0])
+            raise UserError(
+                f"{recipe.name} puts {_config(spec)['name']} before dense layer {position + 1}, "
+                f"so --layers needs at least {position + 1} layers (output included)"
+            )
     if opts.get("shuffle") is not None:
         fields["shuffle"] = opts["shuffle"]
     if opts.get("augment") is not None and opts["augment"] != bool(recipe.augment):
@@ -509,27 +517,45 @@ class Progress(Callback):
         self._close_bar()
 
 
+def _layer_name(spec: Any) -> str:
+    """A layer spec's name: a config's, a bare name, or a layer object's class."""
+    if isinstance(spec, dict | str):
+        return str(_config(spec)["name"])
+    return type(spec).__name__.lower()
+
+
 def _describe(recipe: Recipe, n_features: int) -> str:
-    layers = "-".join([str(n_features), *(s.partition(":")[0] for s in recipe.layers)])
+    # Dense layers by their units, others (conv2d, dropout, ...) by name, in the model's order;
+    # augmentation comes last, as before.
+    parts = [
+        str(spec["units"]) if isinstance(spec, dict) and "units" in spec else _layer_name(spec)
+        for spec in recipe(augment=()).layer_specs()
+    ]
+    layers = "-".join([str(n_features), *parts])
     acts = "/".join(s.partition(":")[2] or "linear" for s in recipe.layers)
     opt = recipe.optimizer if isinstance(recipe.optimizer, dict) else {"name": recipe.optimizer}
     opt_text = ", ".join(f"{k}={v}" for k, v in opt.items() if k != "name")
     return (
         f"{layers} {acts}, {recipe.loss}, {opt['name']}({opt_text or 'defaults'}) lr {recipe.lr}"
         f", {recipe.epochs} epochs, batch {recipe.batch_size}, init {recipe.init}"
-        + "".join(f", {_config(spec)['name']}" for spec in recipe.augment)
+        + "".join(f", {_layer_name(spec)}" for spec in recipe.augment)
     )
 
 
 @main.command()
 @click.option(
     "--preset",
-    type=click.Choice(list(RECIPES)),
+    metavar="NAME",
     default="default",
     show_default=True,
-    help="Start from a named recipe; the options below override its fields.",
+    help="Start from a registered recipe (`deepnet list recipe`: default, seed-a, seed-b and "
+    "those of plugins, e.g. contrib's postal); the options below override its fields.",
 )
-@click.option("--layers", metavar="SPEC", help="Dense layers, output included: 50:tanh,10:softmax")
+@click.option(
+    "--layers",
+    metavar="SPEC",
+    help="Dense layers, output included: 50:tanh,10:softmax (after a CNN recipe's conv layers).",
+)
 @click.option("--loss", metavar="NAME", help="Loss (see `deepnet list loss`).")
 @click.option("--optimizer", metavar="NAME", help="Optimizer, with its defaults.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Base learning rate.")
@@ -562,7 +588,9 @@ def _describe(recipe: Recipe, n_features: int) -> str:
 @click.option(
     "--augment/--no-augment",
     default=None,
-    help="Train on randomly distorted images (random_affine; default: as the preset).",
+    help="Add or remove random_affine, which distorts the training images, before the "
+    "recipe's layers (default: as the preset). Augmentation among the layers stays "
+    "(regularized's random_shift).",
 )
 @dtype_option
 @data_options
@@ -587,8 +615,9 @@ def train(
 ) -> None:
     """Train a model on MNIST (or any IDX directory) and report its accuracy.
 
-    With no option it trains the default recipe; `--preset seed-a` is the course notebook's.
-    The last line is the test accuracy.
+    With no option it trains the default recipe; `--preset seed-a` is the course notebook's,
+    `--preset postal` contrib's CNN (`deepnet list recipe` lists them all). The last line is the
+    test accuracy.
     """
     reg = registry()
     recipe = build_recipe(preset, **opts)

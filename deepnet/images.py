@@ -149,15 +149,17 @@ def model_normalization(model: Any, override: str | None = None) -> str:
     """How the model's training inputs were normalized: ``override``, else recorded, else its
     preset's, else scale."""
     from deepnet.core.data import NORMALIZATIONS
-    from deepnet.recipes import RECIPES
+    from deepnet.recipes import get_recipe
 
     if override:
         return override
     data = model.meta.get("data") or {}
     if data.get("normalize") in NORMALIZATIONS:
         return data["normalize"]
-    recipe = RECIPES.get(model.meta.get("recipe"))
-    return recipe.normalize if recipe else "scale"
+    try:
+        return get_recipe(str(model.meta.get("recipe") or "")).normalize
+    except DeepnetError:  # no recipe recorded, or its plugin is gone
+        return "scale"
 
 
 def recorded_data_dir(model: Any) -> str | None:

@@ -20,7 +20,6 @@ from deepnet.cli import (
     percent,
     registry,
 )
-from deepnet.recipes import RECIPES
 from deepnet.sweeps import (
     METRICS,
     SEARCHES,
@@ -90,7 +89,9 @@ class Table:
     metavar="NAME=VALUE",
     help="Fix a field of the base recipe, e.g. --set epochs=3; repeatable.",
 )
-@click.option("--preset", type=click.Choice(list(RECIPES)), help="Base recipe [default: default].")
+@click.option(
+    "--preset", metavar="NAME", help="Base recipe (`deepnet list recipe`) [default: default]."
+)
 @click.option("--search", type=click.Choice(SEARCHES), help="Grid or seeded random search.")
 @click.option("--trials", type=click.IntRange(min=1), metavar="N", help="At most N trials.")
 @click.option(

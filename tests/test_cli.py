@@ -24,7 +24,8 @@ from deepnet.cli import Progress, build_recipe, main
 from deepnet.core import plugins
 from deepnet.core.serialization import load_model
 from deepnet.datasets import MNIST_DIR, load_idx_dir, read_idx
-from deepnet.recipes import RECIPES
+from deepnet.recipes import RECIPES, Recipe
+from deepnet.testing import make_plugin
 
 COMMANDS = ["list", "plugins", "train", "evaluate", "predict", "check", "info"]
 # A quick model that reaches > 90% on MNIST: 784-64-10 on 10k undistorted images for 2 epochs.
@@ -193,7 +194,7 @@ def test_list_text_groups_by_kind_and_shows_empty_kinds():
     out = run("list").stdout
     assert "sgd(lr=0.01, momentum=0.0, nesterov=False)" in out
     assert f"[deepnet {__version__}; plugin deepnet.optimizers]" in out
-    for kind in ("layers", "losses", "regularizers", "schedules", "callbacks"):
+    for kind in ("layers", "losses", "regularizers", "schedules", "callbacks", "recipes"):
         assert re.search(rf"^{kind} \(\d+\)$", out, re.M), kind
 
 
@@ -239,6 +240,21 @@ def test_list_shows_both_providers_of_a_colliding_name(installed):
     result = run("list", "activation")
     assert "  deepnet/relu" in result.stdout and "  otherpkg/relu" in result.stdout
     assert "pick one by qualified name: deepnet/relu, otherpkg/relu" in result.stderr
+
+
+def test_list_recipes_with_their_provenance(installed):
+    installed.append(make_plugin("mine", recipe={"small": SMALL}))
+    out = run("list", "recipes").stdout.splitlines()
+    assert out[0] == "recipes (4)"
+    assert out[1:3] == [
+        f"  default  [deepnet {__version__}; plugin deepnet.recipes]",
+        f"      {RECIPES['default'].description}",
+    ]
+    assert out[7:9] == ["  small  [in-process; plugin mine]", "      784-16-10 relu/softmax"]
+    records = {r["name"]: r for r in json.loads(run("list", "recipe", "--json").stdout)}
+    assert list(records) == ["default", "seed-a", "seed-b", "small"]
+    assert records["seed-a"]["plugin"] == "deepnet.recipes" and records["seed-a"]["params"] == []
+    assert records["small"]["plugin"] == "mine" and records["small"]["distribution"] is None
 
 
 # -- plugins -------------------------------------------------------------------------------
@@ -419,10 +435,46 @@ def test_train_on_an_idx_directory_with_standardize_then_evaluate(tmp_path):
         (["--momentum", "0"], r"nesterov needs momentum > 0"),
         (["--data-dir", "/no/such/dir"], r"^Error: /no/such/dir: no such data directory$"),
         (["--dataset", "mnist", "--data-dir", "x"], r"give --dataset or --data-dir, not both"),
+        (
+            ["--preset", "seed-c"],
+            r"unknown recipe 'seed-c'\. Did you mean 'seed-b', 'seed-a'\? Available recipes: "
+            r"default, seed-a, seed-b\.$",
+        ),
     ],
 )
 def test_train_mistakes_are_one_line_exit_2(args, match):
     user_error("train", *args, match=match)
+
+
+#: A recipe a plugin might register: 784-16-10 with an extra layer among the dense ones.
+SMALL = Recipe(
+    name="small",
+    description="784-16-10 relu/softmax",
+    layers=("16:relu", "10:softmax"),
+    extra_layers=((1, {"name": "flatten"}),),
+)
+
+
+def test_train_a_plugin_recipe_with_every_option(installed, tmp_path):
+    installed.append(make_plugin("mine", recipe={"small": SMALL}))
+    assert "`deepnet list recipe`" in run("train", "--help").stdout
+    args = ["--epochs", "1", "--limit", "200", "--seed", "3", "--batch-size", "50"]
+    out = run("train", "--preset", "small", *args, "--out", tmp_path / "m.npz").stdout
+    assert out.startswith("training small: 784-16-flatten-10 relu/softmax, ")
+    assert "1 epochs, batch 50" in out and out.endswith("\n") and "test accuracy: " in out
+    model = load_model(tmp_path / "m.npz")
+    assert model.meta["recipe"] == "small" and model.meta["training"]["seed"] == 3
+    # By qualified name, and with the dense layers replaced (the extra one keeps its place).
+    out = run("train", "--preset", "mine/small", *args, "--layers", "8:relu,10:softmax").stdout
+    assert out.startswith("training small: 784-8-flatten-10 relu/softmax, ")
+    user_error(
+        "train",
+        "--preset",
+        "small",
+        "--layers",
+        "10:softmax",
+        match=r"small puts flatten before dense layer 2, so --layers needs at least 2 layers",
+    )
 
 
 def test_train_output_layer_must_match_the_classes():

@@ -350,3 +350,13 @@ def deepnet_register_layers(register):
     register(Reshape, name="reshape")
     register(Conv2D, name="conv2d")
     register(MaxPool2D, name="max_pool2d")
+
+
+# The CNN recipes are registered by this plugin, not one of their own: they are built from these
+# layers (disabling contrib.layers takes them away too), and no new entry point is needed.
+@hookimpl
+def deepnet_register_recipes(register):
+    from deepnet_plugins_contrib.recipes import POSTAL, REGULARIZED
+
+    register(REGULARIZED)
+    register(POSTAL)

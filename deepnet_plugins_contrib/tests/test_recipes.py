@@ -1,15 +1,22 @@
-"""Tests of the contributed recipes: the regularized CNN's architecture and a short run."""
+"""Tests of the contributed recipes: the regularized CNN's architecture, their registration,
+and short runs (one through `deepnet train`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import deepnet
+from deepnet.cli import build_recipe, main
 from deepnet.core import plugins
 from deepnet.core.data import Dataset
-from deepnet.recipes import run_recipe
+from deepnet.recipes import get_recipe, run_recipe
+from deepnet.testing import assert_conforms
 from deepnet_plugins_contrib.recipes import POSTAL, REGULARIZED
+
+#: contrib.layers registers the recipes: its entry point, or the module loaded in-process.
+LAYERS_PLUGIN = ("contrib.layers", "deepnet_plugins_contrib.layers")
 
 # conftest's registry: contrib installed, or its modules loaded in-process.
 pytestmark = pytest.mark.usefixtures("registry")
@@ -35,6 +42,52 @@ def test_postal_is_regularized_with_affine_distortions_of_the_raw_pixels():
     assert names[:4] == ["random_affine", "normalize", "reshape", "conv2d"]
     assert "random_shift" not in names
     assert sum(model.count_params()) == sum(REGULARIZED.model().build((784,)).count_params())
+
+
+@pytest.mark.parametrize("recipe", [REGULARIZED, POSTAL], ids=lambda r: r.name)
+def test_recipes_are_registered_by_contrib_layers_and_conform(registry, recipe):
+    entry = registry.lookup("recipe", recipe.name)
+    assert entry.factory is recipe and entry.provenance.plugin in LAYERS_PLUGIN
+    assert get_recipe(recipe.name, registry) == recipe
+    assert_conforms("recipe", recipe.name, registry)
+
+
+def test_augment_and_layers_options_on_the_cnn_recipes():
+    # --no-augment drops postal's random_affine; regularized's random_shift is one of its layers.
+    assert build_recipe("postal", augment=False).augment == ()
+    assert build_recipe("regularized", augment=False).front == REGULARIZED.front
+    assert build_recipe("regularized", augment=True).augment == ({"name": "random_affine"},)
+    # --layers replaces the dense layers after the convolutions; dropout stays after the first.
+    recipe = build_recipe("postal", layers="64:relu,10:softmax")
+    assert recipe.front == POSTAL.front and recipe.layers == ("64:relu", "10:softmax")
+    names = [spec["name"] for spec in recipe.layer_specs()]
+    assert names[-4:] == ["flatten", "dense", "dropout", "dense"]
+
+
+def test_train_postal_from_the_command_line(tmp_path):
+    out = tmp_path / "postal.npz"
+    args = ["train", "--preset", "postal", "--epochs", "1", "--limit", "300", "--seed", "2"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(
+        "training postal: 784-reshape-conv2d-max_pool2d-batch_norm-conv2d-max_pool2d-batch_norm-"
+        "flatten-128-dropout-10 relu/softmax, categorical_cross_entropy, "
+    )
+    assert lines[0].endswith(", 1 epochs, batch 128, init he_normal, random_affine")
+    assert lines[1] == "data: mnist, 300 training images (8.3% held out as dev), 300 test, " + (
+        "normalize scale"
+    )
+    assert lines[-1].startswith("test accuracy: ")
+    model = deepnet.load(out)
+    assert model.meta["recipe"] == "postal" and model.meta["training"]["seed"] == 2
+    assert type(model.layers[3]).__name__ == "Conv2D" and model.output_shape == (10,)
+    listing = CliRunner().invoke(main, ["list", "recipe"]).stdout
+    assert any(
+        line.startswith("  postal  [") and line.endswith(f"plugin {model_plugin}]")
+        for line in listing.splitlines()
+        for model_plugin in LAYERS_PLUGIN
+    ), listing
 
 
 @pytest.mark.slow
