@@ -2,7 +2,8 @@
 
 Each hook receives ``register(factory, name=None)``; the core, not the plugin, owns naming,
 collisions and provenance. ``factory`` is usually an attrs class whose fields are its
-hyperparameters; ``name`` defaults to the factory's ``name`` attribute or its snake-cased name.
+hyperparameters (a recipe is registered as an instance); ``name`` defaults to the factory's
+``name`` attribute or its snake-cased name.
 """
 
 import pluggy

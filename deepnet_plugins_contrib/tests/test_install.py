@@ -135,7 +135,11 @@ def test_contrib_installs_lists_and_uninstalls_cleanly(wheels, tmp_path):
     contrib = {(r["kind"], r["name"]): r for r in records if r["distribution"] == CONTRIB}
     mine = {("optimizer", "adam"), ("activation", "gelu"), ("regularizer", "l2")}
     mine |= {("schedule", "step"), ("callback", "early_stopping"), ("layer", "dropout")}
+    mine |= {("recipe", "regularized"), ("recipe", "postal")}
     assert mine <= set(contrib)
+    # The built-in recipes come through deepnet's own entry point in a real install.
+    default = next(r for r in records if (r["kind"], r["name"]) == ("recipe", "default"))
+    assert (default["plugin"], default["distribution"]) == ("deepnet.recipes", "deepnet")
     assert {r["version"] for r in contrib.values()} == {"0.1.0"}
     assert not any(r["ambiguous"] for r in records)
     plugins = {p["name"]: p for p in venv.json("plugins")}
@@ -154,7 +158,7 @@ def test_contrib_installs_lists_and_uninstalls_cleanly(wheels, tmp_path):
     venv.uninstall(CONTRIB)
     records = venv.json("list")
     assert not [r for r in records if r["distribution"] == CONTRIB]
-    assert {"sgd", "relu", "dense"} <= {r["name"] for r in records}
+    assert {"sgd", "relu", "dense", "default"} <= {r["name"] for r in records}
     assert not [p for p in venv.json("plugins") if p["distribution"] == CONTRIB]
     # A model that needs contrib now says which component is missing and what to install.
     failed = venv.deepnet("predict", saved, "nothing.npy", check=False)
