@@ -29,7 +29,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import statistics
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -875,7 +875,20 @@ class CodeReader:
             return self._read_many(pictures, jobs)
 
     def _read_many(self, pictures: Sequence[Any], jobs: int) -> list[CodeRead]:
-        if jobs > 1 and len(pictures) > 1 and "fork" in mp.get_all_start_methods():
+        jobs = jobs if len(pictures) > 1 else 1
+        chunk = max(1, len(pictures) // (4 * jobs))
+        return self.classify(list(self.segment_many(pictures, jobs=jobs, chunksize=chunk)))
+
+    def segment_many(
+        self, pictures: Iterable[Any], *, jobs: int = 1, chunksize: int = 1
+    ) -> Iterator[Cut]:
+        """:meth:`segment` each picture, yielding the cuts in order as they are made.
+
+        ``jobs`` > 1 cuts them in that many processes (forked, where the system can), sent
+        ``chunksize`` pictures at a time. The workers keep the BLAS thread count in force
+        when this starts (:meth:`read_many` sets it to one).
+        """
+        if jobs > 1 and "fork" in mp.get_all_start_methods():
             global _FORKED
             _FORKED = self  # forked workers inherit it: nothing to pickle but the pictures
             try:
@@ -885,11 +898,12 @@ class CodeReader:
                     warnings.filterwarnings("ignore", ".*fork.*", DeprecationWarning)
                     pool = mp.get_context("fork").Pool(jobs)
                 with pool:
-                    chunk = max(1, len(pictures) // (4 * jobs))
-                    return self.classify(pool.map(_segment_forked, pictures, chunksize=chunk))
+                    yield from pool.imap(_segment_forked, pictures, chunksize=chunksize)
             finally:
                 _FORKED = None
-        return self.classify([self.segment(p) for p in pictures])
+        else:
+            for picture in pictures:
+                yield self.segment(picture)
 
     def read(self, picture: Any) -> CodeRead:
         """Read one picture (an ``(H, W)`` array in 0..255 or a path)."""

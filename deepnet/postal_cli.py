@@ -1,7 +1,8 @@
-"""``deepnet postal synth|eval`` and what ``deepnet predict --code`` prints.
+"""``deepnet postal synth|eval|cut-set`` and what ``deepnet predict --code`` prints.
 
 Attaches itself to the ``deepnet`` group of :mod:`deepnet.cli`; the reading itself is in
-:mod:`deepnet.postal`, the synthetic set and its evaluation in :mod:`deepnet.postal_set`.
+:mod:`deepnet.postal`, the synthetic set and its evaluation in :mod:`deepnet.postal_set`, the
+training digits cut from strips in :mod:`deepnet.postal_cut`.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def predict_codes(
 
 @click.group(cls=_Group)
 def postal() -> None:
-    """Postal codes: make a synthetic set from MNIST test digits, and score reading it.
+    """Postal codes: make a synthetic set from MNIST test digits, and score reading it;
+    make training data of digits cut from strips.
 
     \b
     Reading one picture: deepnet predict MODEL code.png --code --expect-digits 5
@@ -165,6 +167,87 @@ def evaluate(
     )
     for e in result["errors"][:show_errors]:
         click.echo(f"  {e['file']}: true {e['true']}, read {e['read']} ({e['confidence']:.1%})")
+
+
+@postal.command("cut-set")
+@click.argument("out_dir", metavar="OUT_DIR")
+@click.option(
+    "--cutter",
+    "cutter_path",
+    required=True,
+    metavar="MODEL",
+    help="The digit model whose reader cuts the strips.",
+)
+@click.option(
+    "--codes",
+    type=click.IntRange(min=1),
+    default=3000,
+    show_default=True,
+    help="Strips of 5 training digits to compose and cut.",
+)
+@click.option("--seed", type=int, default=1234, show_default=True, help="Seed of the strips.")
+@click.option(
+    "--data-dir",
+    metavar="DIR",
+    help="An MNIST-layout IDX directory to start from [default: the bundled MNIST].",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Cut strips in this many processes (the same set whatever the number).",
+)
+@click.option("--force", is_flag=True, help="Replace OUT_DIR if it holds an earlier cut set.")
+def cut_set(
+    out_dir: str,
+    cutter_path: str,
+    codes: int,
+    seed: int,
+    data_dir: str | None,
+    jobs: int,
+    force: bool,
+) -> None:
+    """Make training data: the training digits plus digits cut from strips of them.
+
+    Composes CODES strips of 5 training digits (never test digits: the postal sets are made
+    of those), cuts them with MODEL's reader, keeps each digit cut where it was written, and
+    writes OUT_DIR in MNIST's layout: the training set followed by the kept digits, the test
+    set unchanged. Train on it with: deepnet train --data-dir OUT_DIR
+    """
+    import sys
+
+    from deepnet.cli import UserError, load_model
+    from deepnet.postal_cut import check_out_dir, write_cut_set
+
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserError(f"{data_dir}: no such data directory")
+    check_out_dir(Path(out_dir), force)  # before loading anything
+    reader = CodeReader(load_model(cutter_path), expect_digits=5)
+    with click.progressbar(length=codes, label="cutting strips", file=sys.stderr) as bar:
+        manifest = write_cut_set(
+            out_dir,
+            reader,
+            codes=codes,
+            seed=seed,
+            data_dir=data_dir,
+            force=force,
+            jobs=jobs,
+            progress=bar.update,
+            cutter=cutter_path,
+        )
+    kept, composed = manifest["kept"], manifest["composed"]
+    train = manifest["train"]
+    click.echo(
+        f"cut {composed} digits from {codes} strips in {manifest['seconds']:.1f} s "
+        f"({jobs} process{'es' if jobs > 1 else ''}); kept {kept} ({kept / composed:.1%}) "
+        "cut where they were written"
+    )
+    click.echo(
+        f"wrote {out_dir}: {train['total']} training images ({train['base']} + {kept} cut), "
+        f"{manifest['test']} test images unchanged"
+    )
+    click.echo(f"train on it: deepnet train --data-dir {out_dir}")
 
 
 main.add_command(postal)

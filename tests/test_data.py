@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deepnet.core import data as core_data
 from deepnet.core.data import IDX_DTYPES, fetch_idx_files, read_idx
-from deepnet.core.errors import DataFormatError
+from deepnet.core.errors import DataFormatError, InvalidArgumentError
 from deepnet.datasets import MNIST_DIR, Dataset, load_idx_dir, load_mnist, train_dev_split
 
 _CODES = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
@@ -147,6 +148,86 @@ def test_corrupt_gzip(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothere"):
         read_idx(tmp_path / "nothere")
+
+
+# --- write_idx (the library's writer; write_idx above is the tests' own byte writer) -----------
+
+
+@pytest.mark.parametrize("name", ["data.idx", "train-images-idx3-ubyte.gz"])
+@pytest.mark.parametrize("dtype", ["u1", "i1", ">i2", "<i2", "i4", "f4", ">f8"])
+def test_write_idx_round_trips_through_read_idx(tmp_path: Path, name: str, dtype: str) -> None:
+    a = (np.arange(60).reshape(3, 4, 5) - 7).astype(dtype)
+    path = core_data.write_idx(tmp_path / name, a)
+    assert path == tmp_path / name
+    raw = path.read_bytes()
+    # .gz names are gzipped, others raw; the bytes are the format's, checked independently.
+    assert (raw[:2] == b"\x1f\x8b") == name.endswith(".gz")
+    assert (gzip.decompress(raw) if name.endswith(".gz") else raw) == idx_bytes(a)
+    got = read_idx(path)
+    assert got.shape == a.shape and got.dtype == a.dtype.newbyteorder("=")
+    np.testing.assert_array_equal(got, a)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left beside it
+
+
+def test_write_idx_one_dimensional_and_empty(tmp_path: Path) -> None:
+    labels = np.array([7, 0, 255], dtype=np.uint8)
+    np.testing.assert_array_equal(read_idx(core_data.write_idx(tmp_path / "y", labels)), labels)
+    empty = np.zeros((0, 28, 28), dtype=np.uint8)
+    assert read_idx(core_data.write_idx(tmp_path / "e.gz", empty)).shape == (0, 28, 28)
+    # A non-contiguous view is written as the array it shows.
+    view = np.arange(24, dtype=np.uint8).reshape(4, 6)[:, ::2].T
+    np.testing.assert_array_equal(read_idx(core_data.write_idx(tmp_path / "v", view)), view)
+
+
+def test_write_idx_gives_the_same_bytes_for_the_same_array(tmp_path: Path) -> None:
+    a = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    one = core_data.write_idx(tmp_path / "a.gz", a).read_bytes()
+    assert core_data.write_idx(tmp_path / "b.gz", a).read_bytes() == one  # no time stamp
+
+
+def test_write_idx_replaces_a_file_whole(tmp_path: Path) -> None:
+    path = core_data.write_idx(tmp_path / "x.gz", np.zeros((5, 2, 2), dtype=np.uint8))
+    core_data.write_idx(path, np.ones(3, dtype=np.uint8))
+    np.testing.assert_array_equal(read_idx(path), [1, 1, 1])
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros(3, dtype=np.int64), "cannot hold int64 data.*astype"),
+        (np.zeros(3, dtype=np.uint16), "cannot hold uint16"),
+        (np.zeros(3, dtype=bool), "cannot hold bool"),
+        (np.zeros(3, dtype=np.float16), "cannot hold float16"),
+        (np.zeros(3, dtype=np.complex64), "cannot hold complex64"),
+        (np.array(["1", "2"]), "cannot hold <U1"),
+        (np.array([1, None]), "cannot hold object"),
+        (np.uint8(3), r"1 to 4 dimensions.*shape \(\)"),
+        (np.zeros((1, 1, 1, 1, 1), dtype=np.uint8), r"shape \(1, 1, 1, 1, 1\)"),
+        # A view of one byte, 2**32 long: refused before any byte is copied.
+        (np.broadcast_to(np.uint8(0), (2**32,)), "32-bit"),
+    ],
+)
+def test_write_idx_refuses_what_idx_cannot_hold(tmp_path: Path, array, message: str) -> None:
+    target = tmp_path / "out.gz"
+    with pytest.raises(InvalidArgumentError, match=message) as caught:
+        core_data.write_idx(target, array)
+    assert str(caught.value).startswith(f"{target}: ")
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+
+
+def test_write_idx_leaves_no_temporary_file_when_writing_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = core_data.write_idx(tmp_path / "x", np.zeros(4, dtype=np.uint8))
+
+    def fail(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(core_data.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        core_data.write_idx(path, np.ones(4, dtype=np.uint8))
+    assert list(tmp_path.iterdir()) == [path]
+    np.testing.assert_array_equal(read_idx(path), [0, 0, 0, 0])  # the old file, untouched
 
 
 # --- load_idx_dir -----------------------------------------------------------------------------
