@@ -249,6 +249,32 @@ def min_confidence_option(f: Any) -> Any:
     )(f)
 
 
+def with_option(f: Any) -> Any:
+    """``--with MODEL``, shared by ``predict`` and ``postal eval``: an ensemble."""
+    return click.option(
+        "--with",
+        "with_paths",
+        metavar="MODEL",
+        multiple=True,
+        help="Average the probabilities of this model too (an ensemble of digit models with "
+        "the same inputs); repeatable.",
+    )(f)
+
+
+def load_models(model_path: str, with_paths: Sequence[str]) -> list[Model]:
+    """MODEL and every ``--with`` model, checked to take the same inputs and give the same
+    outputs."""
+    models = [load_model(p) for p in (model_path, *with_paths)]
+    for path, m in zip(with_paths, models[1:], strict=True):
+        if (m.input_shape, m.output_shape) != (models[0].input_shape, models[0].output_shape):
+            raise UserError(
+                f"{path}: maps {tuple(m.input_shape)} -> {tuple(m.output_shape)}, but "
+                f"{model_path} maps {tuple(models[0].input_shape)} -> "
+                f"{tuple(models[0].output_shape)}; an ensemble's models must agree"
+            )
+    return models
+
+
 def normalize_option(f: Any) -> Any:
     return click.option(
         "--normalize",
@@ -803,6 +829,7 @@ def read_inputs(paths: Sequence[str], n_features: int) -> list[tuple[str, np.nda
 @click.option(
     "--debug-dir", metavar="DIR", help="With --code: write the normalized digits as PNGs here."
 )
+@with_option
 @normalize_option
 @json_option
 def predict(
@@ -813,6 +840,7 @@ def predict(
     min_confidence: float,
     expect_digits: int | None,
     debug_dir: str | None,
+    with_paths: tuple[str, ...],
     normalize: str | None,
     as_json: bool,
 ) -> None:
@@ -828,19 +856,20 @@ def predict(
     """
     if not code and (expect_digits is not None or debug_dir):
         raise UserError("--expect-digits and --debug-dir read codes: add --code")
-    model = load_model(model_path)
+    models = load_models(model_path, with_paths)
+    model = models[0]
     if code:
         from deepnet.postal_cli import predict_codes
 
         opts = {"min_confidence": min_confidence, "expect_digits": expect_digits}
         return predict_codes(
-            model, inputs, **opts, debug_dir=debug_dir, normalize=normalize, as_json=as_json
+            models, inputs, **opts, debug_dir=debug_dir, normalize=normalize, as_json=as_json
         )
     if len(model.input_shape) != 1:
         raise UserError(f"{model_path}: predict supports models with flat inputs (N, features)")
     rows = read_inputs(inputs, model.input_shape[0])
-    x = model_normalizer(model, normalize)(np.stack([r for _, r in rows]))
-    proba = model.predict_proba(x)
+    x = np.stack([r for _, r in rows])
+    proba = np.mean([m.predict_proba(model_normalizer(m, normalize)(x)) for m in models], axis=0)
     results = []
     for (label, _), p in zip(rows, proba, strict=True):
         best = np.argsort(-p, kind="stable")[:top]

@@ -817,34 +817,41 @@ class CodeRead:
 
 
 class CodeReader:
-    """Reads codes with one model: ``CodeReader(model).read(picture)``.
+    """Reads codes with one model, or several: ``CodeReader(model).read(picture)``.
 
-    ``min_confidence``: a code whose :attr:`CodeRead.confidence` is below it needs a human;
-    ``expect_digits``: the code's known length (a code read with another length needs a human
-    too).
+    ``model``: a digit model (784 inputs, 10 outputs) or a sequence of them, whose probabilities
+    are averaged (an ensemble: models that err differently are rarely confidently wrong
+    together); ``min_confidence``: a code whose :attr:`CodeRead.confidence` is below it needs
+    a human; ``expect_digits``: the code's known length (a code read with another length needs
+    a human too); ``normalize`` overrides the models' own input normalization.
     """
 
     def __init__(
         self,
-        model: Any,
+        model: Any | Sequence[Any],
         *,
         min_confidence: float = MIN_CONFIDENCE,
         expect_digits: int | None = None,
         normalize: str | None = None,
     ) -> None:
-        if tuple(model.input_shape) != (28 * 28,) or tuple(model.output_shape) != (10,):
-            raise DeepnetError(
-                "reading codes needs a digit model with 784 inputs and 10 outputs, got "
-                f"{tuple(model.input_shape)} -> {tuple(model.output_shape)}"
-            )
+        models = list(model) if isinstance(model, list | tuple) else [model]
+        if not models:
+            raise DeepnetError("reading codes needs at least one model")
+        for m in models:
+            if tuple(m.input_shape) != (28 * 28,) or tuple(m.output_shape) != (10,):
+                raise DeepnetError(
+                    "reading codes needs digit models with 784 inputs and 10 outputs, got "
+                    f"{tuple(m.input_shape)} -> {tuple(m.output_shape)}"
+                )
         if not 0.0 <= min_confidence <= 1.0:
             raise DeepnetError(f"min_confidence must be in [0, 1], got {min_confidence}")
         if expect_digits is not None and expect_digits < 1:
             raise DeepnetError(f"expect_digits must be at least 1, got {expect_digits}")
-        self.model = model
+        self.models = models
+        self.model = models[0]
         self.min_confidence = min_confidence
         self.expect_digits = expect_digits
-        self.prepare = model_normalizer(model, normalize)
+        self.prepare = [model_normalizer(m, normalize) for m in models]
 
     def segment(self, picture: Any) -> Cut:
         """The normalized digits ``(n, 28, 28)`` and boxes of a picture (array or path)."""
@@ -858,8 +865,13 @@ class CodeReader:
         return cut_digits(picture, self.expect_digits, self.score)
 
     def score(self, digits: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(m, 10)`` of MNIST-style digits ``(m, 28, 28)`` (0..255)."""
-        return self.model.predict_proba(self.prepare(digits.reshape(len(digits), -1)))
+        """Class probabilities ``(m, 10)`` of MNIST-style digits ``(m, 28, 28)`` (0..255),
+        averaged over the models."""
+        x = digits.reshape(len(digits), -1)
+        proba = [
+            m.predict_proba(prep(x)) for m, prep in zip(self.models, self.prepare, strict=True)
+        ]
+        return proba[0] if len(proba) == 1 else np.mean(proba, axis=0)
 
     def read_many(self, pictures: Sequence[Any], jobs: int = 1) -> list[CodeRead]:
         """Read several pictures, classifying all their digits in one batch.

@@ -14,12 +14,12 @@ from typing import Any
 
 import click
 
-from deepnet.cli import _Group, main, min_confidence_option
+from deepnet.cli import _Group, main, min_confidence_option, with_option
 from deepnet.postal import CodeReader, save_debug
 
 
 def predict_codes(
-    model: Any,
+    model: Any | Sequence[Any],
     inputs: Sequence[str],
     *,
     min_confidence: float,
@@ -115,6 +115,7 @@ def synth(out_dir: str, count: int, length: int, seed: int) -> None:
     show_default=True,
     help="Cut pictures into digits in this many processes.",
 )
+@with_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def evaluate(
     model_path: str,
@@ -124,6 +125,7 @@ def evaluate(
     limit: int | None,
     show_errors: int,
     jobs: int,
+    with_paths: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Read every code of SET_DIR (from `deepnet postal synth`) and score the reads.
@@ -132,16 +134,16 @@ def evaluate(
     rejection rate (the least confident codes sent to a human first) and the throughput,
     end to end (reading the PNG files included).
     """
-    from deepnet.cli import emit_json, load_model
+    from deepnet.cli import emit_json, load_models
     from deepnet.postal_set import evaluate_set
 
-    model = load_model(model_path)
-    reader = CodeReader(model, min_confidence=min_confidence, expect_digits=expect_digits or None)
+    models = load_models(model_path, with_paths)
+    reader = CodeReader(models, min_confidence=min_confidence, expect_digits=expect_digits or None)
     result = evaluate_set(reader, set_dir, limit=limit, jobs=jobs)
     if as_json:
-        emit_json({"model": model_path, "set": set_dir, **result})
+        emit_json({"model": model_path, "with": list(with_paths), "set": set_dir, **result})
         return
-    click.echo(f"model: {model_path}")
+    click.echo(f"model: {' + '.join((model_path, *with_paths))}")
     length = f"{expect_digits} digits expected" if expect_digits else "length not given"
     click.echo(f"set: {set_dir}, {result['codes']} codes ({length})")
     click.echo(

@@ -364,3 +364,63 @@ def test_a_bad_row_of_codes_csv_names_the_file_and_line(tmp_path, row):
     (tmp_path / "codes.csv").write_text(f"file,code\nok.png,00123\n{row}\n")
     with pytest.raises(DataFormatError, match=r"codes\.csv:3: expected a file and a code"):
         read_set(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory):
+    """A second, differently trained digit model (another seed, fewer images)."""
+    from deepnet.datasets import load_mnist
+
+    data = load_mnist()
+    m = Model([Dense(64, "relu"), Dense(10, "softmax")])
+    m.fit(data.x_train[:10000], data.y_train[:10000], epochs=2, lr=0.1, seed=1)
+    path = tmp_path_factory.mktemp("postal") / "other.npz"
+    m.save(path)
+    return m, path
+
+
+def test_an_ensemble_averages_its_models_probabilities(test_digits, model, other_model):
+    (a, _), (b, _) = model, other_model
+    digits = test_digits[0][:20].reshape(20, 28, 28).astype(np.float32)
+    both = CodeReader([a, b]).score(digits)
+    mean = (CodeReader(a).score(digits) + CodeReader(b).score(digits)) / 2
+    np.testing.assert_allclose(both, mean, rtol=1e-6)
+    assert not np.allclose(both, CodeReader(a).score(digits))  # b counts
+    picture, _ = strip(test_digits, "75008", 3)
+    read = CodeReader((a, b), expect_digits=5).read(picture)
+    assert len(read.code) == 5
+    with pytest.raises(DeepnetError, match="at least one model"):
+        CodeReader([])
+    wide = Model([Dense(10, "softmax")])
+    wide.build((785,))
+    with pytest.raises(DeepnetError, match=r"784 inputs and 10 outputs, got \(785,\)"):
+        CodeReader([a, wide])
+
+
+def test_cli_reads_with_an_ensemble(test_digits, model, other_model, tmp_path):
+    (a, path), (b, other) = model, other_model
+    picture, _ = strip(test_digits, "75008", 1)
+    png = tmp_path / "envelope.png"
+    Image.fromarray(picture).save(png)
+    expected = CodeReader([a, b], expect_digits=5).read(png)
+    out = invoke("predict", path, png, "--code", "--expect-digits", 5, "--with", other, "--json")
+    got = json.loads(out.output)[0]
+    assert got["code"] == expected.code
+    assert got["confidence"] == pytest.approx(expected.confidence)
+    # Plain digits too: the probabilities are the two models' mean.
+    digit = tmp_path / "digit.npy"
+    np.save(digit, test_digits[0][:1])
+    one = json.loads(invoke("predict", path, digit, "--json").output)[0]["probabilities"]
+    two = json.loads(invoke("predict", other, digit, "--json").output)[0]["probabilities"]
+    ens = invoke("predict", path, digit, "--with", other, "--json").output
+    np.testing.assert_allclose(json.loads(ens)[0]["probabilities"], np.add(one, two) / 2, 1e-5)
+    invoke("postal", "synth", tmp_path / "set", "--count", 4, "--seed", 2)
+    result = invoke("postal", "eval", path, tmp_path / "set", "--with", other, "--json").output
+    assert json.loads(result)["with"] == [str(other)]
+    text = invoke("postal", "eval", path, tmp_path / "set", "--with", other).output
+    assert f"model: {path} + {other}" in text
+    wide = Model([Dense(10, "softmax")])
+    wide.build((785,))
+    wide.save(tmp_path / "wide.npz")
+    out = invoke("predict", path, png, "--code", "--with", tmp_path / "wide.npz", code=2)
+    assert "wide.npz: maps (785,) -> (10,)" in out.output and "must agree" in out.output
