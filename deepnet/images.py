@@ -41,13 +41,23 @@ def mnist_digit(gray: Any) -> np.ndarray:
     background = float(np.median(border))
     if background > 127.5:  # dark on light: invert to MNIST's light on dark
         g, background = 255.0 - g, 255.0 - background
-    ink = np.clip(g - background, 0.0, None)
+    return ink_digit(np.clip(g - background, 0.0, None))
+
+
+def ink_digit(ink: np.ndarray) -> np.ndarray:
+    """Ink ``(H, W)`` (light on a background of 0, float64) as a 28×28 MNIST-style digit.
+
+    :func:`mnist_digit` after the background is found; for callers that already hold ink, as
+    :func:`deepnet.postal.piece_digit` does for every candidate digit. Returns float32 in
+    0..255. Raises :class:`DeepnetError` for ink fainter than :data:`MIN_CONTRAST`.
+    """
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
         raise DeepnetError("no digit found: the picture is blank or has almost no contrast")
-    ink *= 255.0 / peak  # a grey pencil stroke on grey paper becomes full-contrast
-    rows = np.flatnonzero((ink > INK_THRESHOLD * 255).any(axis=1))
-    cols = np.flatnonzero((ink > INK_THRESHOLD * 255).any(axis=0))
+    ink = ink * (255.0 / peak)  # a grey pencil stroke on grey paper becomes full-contrast
+    inked = ink > INK_THRESHOLD * 255
+    rows = np.flatnonzero(inked.any(axis=1))
+    cols = np.flatnonzero(inked.any(axis=0))
     crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     digit = _fit_box(crop)
     return _center_of_mass_paste(digit)
@@ -59,8 +69,14 @@ def _fit_box(crop: np.ndarray) -> np.ndarray:
     scale = BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     resampling = getattr(pil, "Resampling", pil)  # Pillow < 9.1 has the constants on Image
-    resized = pil.fromarray(crop.astype(np.float32), mode="F").resize(size, resampling.LANCZOS)
-    return np.clip(np.asarray(resized, dtype=np.float64), 0.0, 255.0)
+    # Raw bytes in and out: Image.fromarray and np.asarray(image) go through the array
+    # interface, which costs more than the resize of a digit-sized crop.
+    image = pil.frombytes("F", (w, h), crop.astype(np.float32).tobytes())
+    resized = image.resize(size, resampling.LANCZOS)
+    out = np.frombuffer(resized.tobytes(), dtype=np.float32).reshape(size[1], size[0])
+    # Lanczos over- and undershoots at edges. np.clip's overhead is most of the time of a
+    # clip this small; maximum and minimum give the same values.
+    return np.minimum(np.maximum(out, 0.0), 255.0).astype(np.float64)
 
 
 def _center_of_mass_paste(digit: np.ndarray) -> np.ndarray:
@@ -69,8 +85,8 @@ def _center_of_mass_paste(digit: np.ndarray) -> np.ndarray:
     cy = (digit.sum(axis=1) @ np.arange(h)) / total
     cx = (digit.sum(axis=0) @ np.arange(w)) / total
     # MNIST's centers of mass sit at index 14.0 (measured on the training set), not 13.5.
-    top = int(np.clip(round(SIDE / 2 - cy), 0, SIDE - h))
-    left = int(np.clip(round(SIDE / 2 - cx), 0, SIDE - w))
+    top = min(max(round(SIDE / 2 - cy), 0), SIDE - h)
+    left = min(max(round(SIDE / 2 - cx), 0), SIDE - w)
     canvas = np.zeros((SIDE, SIDE), dtype=np.float32)
     canvas[top : top + h, left : left + w] = digit
     return canvas

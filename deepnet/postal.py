@@ -38,7 +38,7 @@ import numpy as np
 
 from deepnet._extras import require
 from deepnet.core.errors import DataFormatError, DeepnetError
-from deepnet.images import mnist_digit, model_normalizer, read_grayscale
+from deepnet.images import ink_digit, model_normalizer, read_grayscale
 
 #: Below this ink level (out of 255, after stretching) a picture has no ink at all.
 MIN_CONTRAST = 16.0
@@ -713,9 +713,10 @@ def claim_ink(pieces: list[Piece], loose: np.ndarray, reach: float) -> list[Piec
 
 def piece_digit(ink: np.ndarray, piece: Piece) -> np.ndarray:
     """The ink under ``piece`` as a 28×28 MNIST-style digit, stroke cores at full ink."""
-    crop = np.where(piece.mask, ink[piece.top : piece.bottom, piece.left : piece.right], 0.0)
-    # A dark frame, so that mnist_digit sees the light-on-dark polarity from the border.
-    digit = mnist_digit(np.pad(crop, 2))
+    crop = ink[piece.top : piece.bottom, piece.left : piece.right]
+    # Ink already (light on 0): ink_digit, not mnist_digit, which would look for the
+    # background and the polarity first.
+    digit = ink_digit(np.where(piece.mask, crop, 0.0).astype(np.float64))
     # MNIST's strokes are flat-topped: 40% of its ink pixels are at 250 or more. A blurred or
     # faint scan peaks only at the stroke centres (3% here before this stretch), which costs
     # the CNN recipe 3 points of whole-code accuracy on the synthetic set.
