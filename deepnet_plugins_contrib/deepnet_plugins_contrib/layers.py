@@ -261,11 +261,16 @@ class Conv2D(Layer):
         # Channels-last inside: the im2col copy reads runs of C contiguous values, and the
         # output (a channels-first view of channels-last memory) flows on without a copy.
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        xp = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), *self._pads, (0, 0)))
+        xp = x.transpose(0, 2, 3, 1)
+        if any(map(any, self._pads)):  # "valid" needs no padded copy
+            xp = np.pad(xp, ((0, 0), *self._pads, (0, 0)))
         patches = sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
         n, ho, wo, c = patches.shape[:4]
         cols = patches.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, kh * kw * c)
-        out = cols @ self.params["W"] + self.params["b"]
+        out = cols @ self.params["W"]
+        # In place: a second output-sized array (72 KB per image after a 5x5x32 first layer
+        # on MNIST) cost two thirds as much as the first layer's product itself.
+        out += self.params["b"]
         return out.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2), (cols, xp.shape)
 
     def backward(self, dz: Array, cache: tuple, need_dx: bool = True):
