@@ -29,6 +29,8 @@ from deepnet.postal import (
     ink_map,
     segment,
     segment_digits,
+    sorted_median,
+    sorted_percentile,
 )
 from deepnet.postal_set import (
     accuracy_at_rejection,
@@ -119,6 +121,26 @@ def rings(gap: int, bridge: bool = True) -> np.ndarray:
     if bridge:  # as a pen that did not lift between the digits
         draw.line((58, 52, 62 + gap, 52), fill=20, width=4)
     return np.asarray(im, dtype=np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_statistics_of_sorted_values_are_numpys_bit_for_bit(dtype):
+    # ink_map sorts once instead of letting np.percentile and np.median partition copies;
+    # the reads must not change by one bit.
+    rng = np.random.default_rng(0)
+    for n in [1, 2, 3, 4, 7, 100, 1001, 2500]:
+        for values in (rng.random(n) * 255, rng.integers(0, 256, n), rng.normal(size=n)):
+            x = values.astype(dtype)
+            s = np.sort(x)
+            for q in ([1, 50, 99], 99.9, 50, 0, 100, [0, 37.5, 100], 1):
+                expected, got = np.percentile(x, q), sorted_percentile(s, q)
+                assert np.array_equal(expected, got)
+                assert np.asarray(got).dtype == np.asarray(expected).dtype
+            assert sorted_median(s) == np.median(x)
+            assert np.asarray(sorted_median(s)).dtype == np.median(x).dtype
+    with_nan = np.sort(np.array([3.0, np.nan, 1.0], dtype))
+    assert np.isnan(sorted_percentile(with_nan, [1, 50])).all()
+    assert np.isnan(sorted_percentile(with_nan, 99.9)) and np.isnan(sorted_median(with_nan))
 
 
 def test_touching_digits_are_split_at_the_valley():
