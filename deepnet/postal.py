@@ -30,6 +30,7 @@ import multiprocessing as mp
 import statistics
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from math import ceil
 from pathlib import Path
 from typing import Any
 
@@ -743,14 +744,25 @@ def claim_ink(pieces: list[Piece], loose: np.ndarray, reach: float) -> list[Piec
     them back to their digit (2 px of edge always), and a speck further away stays out.
     """
     ndimage = require("scipy.ndimage")
-    labels = np.zeros(loose.shape, dtype=np.int32)
+    if not pieces:
+        return []
+    # Only pixels within reach (or 2 px) of a piece can be claimed: the distance transform,
+    # the most costly step, runs on the pieces' box grown by that much, not on the whole
+    # picture. Distances and nearest pieces inside it are the same, as every piece is in it.
+    margin = ceil(max(2.0, reach)) + 1
+    y0 = max(0, min(p.top for p in pieces) - margin)
+    x0 = max(0, min(p.left for p in pieces) - margin)
+    y1 = min(loose.shape[0], max(p.bottom for p in pieces) + margin)
+    x1 = min(loose.shape[1], max(p.right for p in pieces) + margin)
+    labels = np.zeros((y1 - y0, x1 - x0), dtype=np.int32)
     for k, p in enumerate(pieces, start=1):
-        labels[p.top : p.bottom, p.left : p.right][p.mask] = k
+        labels[p.top - y0 : p.bottom - y0, p.left - x0 : p.right - x0][p.mask] = k
     dist, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
-    owner = np.where((dist <= 2.0) | (loose & (dist <= reach)), labels[iy, ix], 0)
+    near = (dist <= 2.0) | (loose[y0:y1, x0:x1] & (dist <= reach))
+    owner = np.where(near, labels[iy, ix], 0)
     grown = []
     for k, (rows, cols) in enumerate(ndimage.find_objects(owner, max_label=len(pieces)), 1):
-        grown.append(Piece(rows.start, cols.start, owner[rows, cols] == k))
+        grown.append(Piece(y0 + rows.start, x0 + cols.start, owner[rows, cols] == k))
     return grown
 
 

@@ -23,6 +23,7 @@ from deepnet.postal import (
     Piece,
     _best_path,
     _departures,
+    claim_ink,
     components,
     cut_paths,
     height_plausibility,
@@ -141,6 +142,34 @@ def test_statistics_of_sorted_values_are_numpys_bit_for_bit(dtype):
     with_nan = np.sort(np.array([3.0, np.nan, 1.0], dtype))
     assert np.isnan(sorted_percentile(with_nan, [1, 50])).all()
     assert np.isnan(sorted_percentile(with_nan, 99.9)) and np.isnan(sorted_median(with_nan))
+
+
+def test_claiming_ink_near_the_pieces_is_claiming_it_on_the_whole_picture():
+    # claim_ink runs its distance transform on the pieces' box grown by their reach only:
+    # what it claims must be what the transform of the whole picture claims.
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        loose = ndimage.gaussian_filter(rng.random((60, 160)), 2.0) > 0.52
+        # Ink in a box inside the picture, some of it loose only, so that the box matters.
+        top, left = rng.integers(0, 20), rng.integers(0, 60)
+        inside = np.zeros_like(loose)
+        inside[top + 8 : top + 30, left + 8 : left + 90] = True
+        loose &= inside
+        loose[top : top + 38, left : left + 98] |= rng.random((38, 98)) > 0.9
+        strict = ndimage.binary_erosion(loose)
+        pieces = [p for p in components(strict) if p.area >= 3]
+        reach = float(rng.uniform(2.0, 6.0))
+        labels = np.zeros(loose.shape, dtype=np.int32)
+        for k, p in enumerate(pieces, start=1):
+            labels[p.top : p.bottom, p.left : p.right][p.mask] = k
+        dist, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+        owner = np.where((dist <= 2.0) | (loose & (dist <= reach)), labels[iy, ix], 0)
+        got = np.zeros(loose.shape, dtype=np.int32)
+        for k, p in enumerate(claim_ink(pieces, loose, reach), start=1):
+            got[p.top : p.bottom, p.left : p.right][p.mask] = k
+        assert len(pieces) > 1
+        np.testing.assert_array_equal(got, owner)
 
 
 def test_touching_digits_are_split_at_the_valley():
