@@ -131,3 +131,18 @@ def test_predict_folds_the_normalization_into_the_first_dense_layer(pixels, meth
     np.testing.assert_allclose(model.predict_proba(x_test), unfolded, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(model.predict(x_test), unfolded.argmax(axis=1))
     assert norm.fold(Normalize()) is None  # only a plain dense layer takes the fold
+
+
+def test_a_predictor_folds_once_and_predicts_as_predict_proba(pixels, monkeypatch):
+    x_train, y_train, x_test, _ = pixels
+    model = Model([Normalize("standardize"), Dense(16, "relu"), Dense(10, "softmax")])
+    model.fit(x_train, y_train, epochs=1, seed=0)
+    folds = []
+    fold = Normalize.fold
+    monkeypatch.setattr(Normalize, "fold", lambda self, nxt: folds.append(1) or fold(self, nxt))
+    predict = model.predictor(batch_size=64)
+    for part in (x_test[:7], x_test[7:300], x_test[:0]):
+        np.testing.assert_array_equal(predict(part), model.predict_proba(part, batch_size=64))
+    assert len(folds) == 1 + 3  # the predictor's one, then predict_proba's one per call
+    with pytest.raises(DeepnetError, match="not built"):
+        Model([Dense(10, "softmax")]).predictor()

@@ -295,6 +295,19 @@ def test_reader_reads_codes_and_flags_doubtful_ones(test_digits, model):
     assert len(CodeReader(m, expect_digits=6).read(picture).code) == 6
 
 
+def test_reading_many_prepares_the_model_once_and_reads_the_same(test_digits, model, monkeypatch):
+    m, _ = model
+    pictures = [strip(test_digits, "75008", seed, touch_rate=0.5)[0] for seed in range(4)]
+    reader = CodeReader(m, expect_digits=5)
+    one_by_one = reader.classify([reader.segment(p) for p in pictures])  # predict_proba
+    made = []
+    predictor = Model.predictor
+    monkeypatch.setattr(Model, "predictor", lambda self: made.append(1) or predictor(self))
+    reads = reader.read_many(pictures)
+    assert len(made) == 1
+    assert [(r.code, r.confidences) for r in reads] == [(r.code, r.confidences) for r in one_by_one]
+
+
 def test_two_doubtful_digits_make_a_code_less_sure_than_one(model):
     """The code's confidence is its digits' probabilities multiplied, not its weakest one's."""
     reader = CodeReader(model[0], expect_digits=5)
