@@ -681,28 +681,31 @@ def _best_path(score: dict[Span, float], m: int, n: int) -> tuple[list[Span] | N
     """The best ``n`` spans covering ``0..m`` (None if none), its score, and the log-sum-exp
     of all such coverings' scores."""
     # best[k][j]: the best score of k digits from the first j atoms, and where the last starts;
-    # total[k][j]: the log-sum-exp of all of them.
-    best = np.full((n + 1, m + 1), -np.inf)
-    start = np.full((n + 1, m + 1), -1, dtype=np.int64)
-    total = np.full((n + 1, m + 1), -np.inf)
-    best[0, 0] = total[0, 0] = 0.0
+    # total[k][j]: the log-sum-exp of all of them. Python lists, not arrays: the tables are a
+    # few atoms by a few digits, and numpy's per-element indexing and tiny arrays cost more
+    # than the arithmetic (the same float additions and comparisons).
+    into = [[(i, score[i, j]) for i in range(j) if (i, j) in score] for j in range(m + 1)]
+    best = [[-np.inf] * (m + 1) for _ in range(n + 1)]
+    start = [[-1] * (m + 1) for _ in range(n + 1)]
+    total = [[-np.inf] * (m + 1) for _ in range(n + 1)]
+    best[0][0] = total[0][0] = 0.0
     for k in range(1, n + 1):
         for j in range(1, m + 1):
-            options = [(i, score[i, j]) for i in range(j) if (i, j) in score]
+            options = into[j]
             if not options:
                 continue
-            here = np.array([best[k - 1, i] + v for i, v in options])
-            start[k, j] = options[int(np.argmax(here))][0]
-            best[k, j] = here.max()
-            total[k, j] = np.logaddexp.reduce([total[k - 1, i] + v for i, v in options])
-    if best[n, m] == -np.inf:
+            here = [best[k - 1][i] + v for i, v in options]
+            first = max(range(len(here)), key=here.__getitem__)  # the first best, as argmax
+            start[k][j], best[k][j] = options[first][0], here[first]
+            total[k][j] = float(np.logaddexp.reduce([total[k - 1][i] + v for i, v in options]))
+    if best[n][m] == -np.inf:
         return None, -np.inf, -np.inf
     path, j = [], m
     for k in range(n, 0, -1):
-        i = int(start[k, j])
+        i = start[k][j]
         path.append((i, j))
         j = i
-    return path[::-1], float(best[n, m]), float(total[n, m])
+    return path[::-1], float(best[n][m]), float(total[n][m])
 
 
 def _departures(span: Span, origin: Sequence[int] | None) -> int:
