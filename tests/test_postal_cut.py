@@ -292,7 +292,7 @@ def test_a_cutter_that_is_not_a_digit_model_is_refused(tmp_path):
     m.fit(np.random.default_rng(0).normal(size=(20, 5)), np.arange(20) % 3, epochs=1)
     m.save(tmp_path / "m.npz")
     out = invoke("postal", "cut-set", tmp_path / "cut", "--cutter", tmp_path / "m.npz", code=2)
-    assert "needs a digit model with 784 inputs and 10 outputs" in out.output
+    assert "needs digit models with 784 inputs and 10 outputs" in out.output
 
 
 def test_images_that_are_not_28_by_28_are_refused(reader, tmp_path):
