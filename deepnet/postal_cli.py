@@ -57,6 +57,13 @@ def predict_codes(
         click.echo(f"normalized digits written to {debug_dir}")
 
 
+def jobs_option(help: str) -> Any:
+    """``--jobs N``: work in N processes."""
+    return click.option(
+        "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help=help
+    )
+
+
 @click.group(cls=_Group)
 def postal() -> None:
     """Postal codes: make a synthetic set from MNIST test digits, and score reading it;
@@ -108,13 +115,7 @@ def synth(out_dir: str, count: int, length: int, seed: int) -> None:
     metavar="N",
     help="Also list the first N codes read wrong.",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Cut pictures into digits in this many processes.",
-)
+@jobs_option("Cut pictures into digits in this many processes.")
 @with_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def evaluate(
@@ -193,13 +194,7 @@ def evaluate(
     metavar="DIR",
     help="An MNIST-layout IDX directory to start from [default: the bundled MNIST].",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Cut strips in this many processes (the same set whatever the number).",
-)
+@jobs_option("Cut strips in this many processes (the same set whatever the number).")
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it holds an earlier cut set.")
 def cut_set(
     out_dir: str,
