@@ -16,6 +16,7 @@ from deepnet import Dense, Model
 from deepnet.cli import main
 from deepnet.core.errors import DataFormatError, DeepnetError
 from deepnet.postal import (
+    READ_HEIGHT,
     SHORT_COST,
     SHORT_DIGIT,
     CodeReader,
@@ -25,11 +26,14 @@ from deepnet.postal import (
     _departures,
     claim_ink,
     components,
+    cut_digits,
     cut_paths,
     height_plausibility,
     ink_map,
+    reduction,
     segment,
     segment_digits,
+    shrink,
     sorted_median,
     sorted_percentile,
 )
@@ -81,6 +85,49 @@ def test_strips_are_cut_at_their_known_boxes(test_digits, seed):
     digits, found = segment_digits(picture)
     assert digits.shape == (5, 28, 28) and digits.dtype == np.float32
     assert all(inside(f, t) for f, t in zip(found, boxes, strict=True)), (found, boxes)
+
+
+def test_shrink_is_the_mean_of_each_block():
+    picture = np.random.default_rng(0).uniform(0, 255, (23, 31)).astype(np.float32)
+    expected = picture[:21, :30].reshape(7, 3, 10, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(shrink(picture, 3), expected, rtol=1e-6)
+    assert shrink(picture, 1) is picture
+
+
+def big(picture: np.ndarray, factor: int) -> np.ndarray:
+    """``picture`` enlarged ``factor`` times, as a photo of it would be."""
+    im = Image.fromarray(picture).resize(
+        (picture.shape[1] * factor, picture.shape[0] * factor), Image.BICUBIC
+    )
+    return np.asarray(im, dtype=np.float64)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_large_photo_is_cut_shrunk_with_boxes_in_its_own_pixels(test_digits, seed):
+    picture, boxes = strip(test_digits, "75008", seed)
+    assert reduction(picture.astype(np.float32)) == 1  # a strip: cut as it is
+    photo = big(picture, 8)
+    factor = reduction(photo.astype(np.float32))
+    # Digits 24..70 px tall become 192..560: shrunk to about READ_HEIGHT..2 READ_HEIGHT px.
+    height = np.median([b[2] - b[0] for b in boxes]) * 8
+    assert factor > 1 and READ_HEIGHT <= height / factor < 2.5 * READ_HEIGHT, (factor, height)
+    digits, found = segment_digits(photo)
+    assert digits.shape == (5, 28, 28)
+    big_boxes = [tuple(8 * v for v in b) for b in boxes]
+    assert all(inside(f, t) for f, t in zip(found, big_boxes, strict=True)), (found, big_boxes)
+
+
+def test_a_wrong_probe_falls_back_to_full_size(test_digits, monkeypatch):
+    """A shrink that leaves the digits too small to read (the probe took a stain for them) is
+    undone: the cut is the full-size one."""
+    import deepnet.postal as postal
+
+    picture, _ = strip(test_digits, "75008", 1)
+    full = cut_digits(picture)
+    monkeypatch.setattr(postal, "reduction", lambda picture: 4)
+    again = cut_digits(picture)
+    assert again.boxes == full.boxes
+    np.testing.assert_array_equal(again.digits, full.digits)
 
 
 def test_polarity_does_not_change_the_cut(test_digits):
