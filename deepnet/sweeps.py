@@ -14,6 +14,7 @@ running the same sweep again skips what already finished.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -21,7 +22,7 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ __all__ = [
 
 FINISHED = ("ok", "failed", "diverged")  # "lost" (worker died too often) runs again on resume
 LOG = "trials.jsonl"
+BEST_DEV = "best-dev.npz"  # rewritten at each new best on dev, so a killed sweep keeps it
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -322,22 +324,9 @@ def sweep(
     if not isinstance(space, Space):
         space = load_space(space) if isinstance(space, str | Path) else make_space(space)
     source = as_data(data)
-    data_key = json.dumps(source.describe(), sort_keys=True)
-    trials = make_trials(space, data_key, dtype)
+    trials = make_trials(space, json.dumps(source.describe(), sort_keys=True), dtype)
     out_dir = Path(out) if out is not None else None
-    log = None
-    done: dict[str, dict[str, Any]] = {}
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        log = out_dir / LOG
-        logged = read_log(log)
-        # A record takes its place and params in this run's trials: values may have been added,
-        # and the same recipe may have been reached through other fields.
-        done = {
-            t.id: {**logged[t.id], "index": t.index, "params": t.params}
-            for t in trials
-            if t.id in logged
-        }
+    done = _resume(out_dir, trials)
     pending = [t for t in trials if t.id not in done]
     if on_start:
         on_start(trials, len(done))
@@ -347,50 +336,24 @@ def sweep(
         if better(space.metric, record, best):
             best = record
     best_bytes: bytes | None = None
-    candidate = out_dir / "best-dev.npz" if out_dir is not None else None
     x_train, y_train = source.train()
     stopped = None
     started = time.monotonic()
     if pending:
-        client, to_close = _open_client(client, scheduler, workers)
-        futures: list[Any] = []
-        try:
-            from distributed import as_completed
-
-            trial_of = _submit(client, pending, x_train, y_train, source.raw, dtype)
-            futures = list(trial_of)
-            # The budget counts from the sweep's start: starting workers and sending data too.
-            timeout = space.max_time and max(space.max_time - (time.monotonic() - started), 0.001)
-            try:
-                for future in as_completed(futures, timeout=timeout):
-                    t = trial_of[future]
-                    record = _record(t, future)
-                    model_bytes = record.pop("model", None)
-                    if better(space.metric, record, best):
-                        best, best_bytes = record, model_bytes
-                        if candidate is not None:
-                            _write_bytes(candidate, model_bytes)
-                    if log is not None and record["status"] in FINISHED:
-                        append_log(log, record)
-                    done[t.id] = record
-                    if on_result:
-                        on_result(record)
-            except TimeoutError:
-                stopped = f"time budget of {space.max_time:g} s reached"
-        finally:
-            for future in futures:
-                future.cancel()
-            for closable in to_close:
-                closable.close()
+        with _submitted(
+            client, scheduler, workers, pending, x_train, y_train, source.raw, dtype
+        ) as trial_of:
+            best, best_bytes, stopped = _collect(
+                trial_of, space, started, best, out_dir, done, on_result
+            )
 
     results = [done[t.id] for t in trials if t.id in done]
-    files: dict[str, Path] = {}
-    if out_dir is not None:
-        files = write_results(out_dir, results, space)
+    files = write_results(out_dir, results, space) if out_dir is not None else {}
     result = SweepResult(results, best, None, None, space.metric, files, stopped)
     if best is None:
         return result
     trial = next(t for t in trials if t.id == best["trial"])
+    candidate = out_dir / BEST_DEV if out_dir is not None else None
     path = Path(model_path) if model_path else (out_dir / "best.npz" if out_dir else None)
     result.model, result.test_accuracy = _test_once(
         trial, best, best_bytes, candidate, path, source, x_train, y_train, dtype
@@ -400,18 +363,91 @@ def sweep(
     return result
 
 
-def _submit(
-    client: Any, pending: list[Trial], x: np.ndarray, y: np.ndarray, raw: bool, dtype: str
-) -> dict[str, Any]:
-    """The trial of each future submitted, by future."""
-    # Once to every worker; each trial then refers to these, not to the arrays.
-    x_f = client.scatter(x, broadcast=True)
-    y_f = client.scatter(y, broadcast=True)
-    trial_of = {}
-    for t in pending:
-        key = f"deepnet-trial-{t.index}-{t.id}-{uuid.uuid4().hex[:6]}"  # unique per run
-        trial_of[client.submit(run_trial, t, x_f, y_f, raw, dtype, key=key)] = t
-    return trial_of
+def _resume(out_dir: Path | None, trials: list[Trial]) -> dict[str, dict[str, Any]]:
+    """The records of ``trials`` that ``out_dir``'s log has as finished, by trial id; makes
+    ``out_dir``."""
+    if out_dir is None:
+        return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logged = read_log(out_dir / LOG)
+    # A record takes its place and params in this run's trials: values may have been added,
+    # and the same recipe may have been reached through other fields.
+    return {
+        t.id: {**logged[t.id], "index": t.index, "params": t.params}
+        for t in trials
+        if t.id in logged
+    }
+
+
+@contextlib.contextmanager
+def _submitted(
+    client: Any,
+    scheduler: str | None,
+    workers: int | None,
+    pending: list[Trial],
+    x: np.ndarray,
+    y: np.ndarray,
+    raw: bool,
+    dtype: str,
+) -> Iterator[dict[Any, Trial]]:
+    """``pending`` submitted to Dask (see :func:`_open_client`), as {future: trial}."""
+    client, to_close = _open_client(client, scheduler, workers)
+    futures: list[Any] = []
+    try:
+        # Once to every worker; each trial then refers to these, not to the arrays.
+        x_f = client.scatter(x, broadcast=True)
+        y_f = client.scatter(y, broadcast=True)
+        trial_of = {}
+        for t in pending:
+            key = f"deepnet-trial-{t.index}-{t.id}-{uuid.uuid4().hex[:6]}"  # unique per run
+            trial_of[client.submit(run_trial, t, x_f, y_f, raw, dtype, key=key)] = t
+        futures = list(trial_of)
+        yield trial_of
+    finally:
+        # Trials left by the time budget or an error must not go on using the workers,
+        # which may be the caller's own.
+        for future in futures:
+            future.cancel()
+        for closable in to_close:
+            closable.close()
+
+
+def _collect(
+    trial_of: dict[Any, Trial],
+    space: Space,
+    started: float,
+    best: dict[str, Any] | None,
+    out_dir: Path | None,
+    done: dict[str, dict[str, Any]],
+    on_result: Callable[[dict[str, Any]], None] | None,
+) -> tuple[dict[str, Any] | None, bytes | None, str | None]:
+    """Record each trial in ``done`` (and the log) as it finishes, until all did or the time
+    budget ran out; returns the best record, its model file's bytes if it ran now, and why
+    trials were left unrun (None if none were)."""
+    from distributed import as_completed
+
+    log = out_dir / LOG if out_dir is not None else None
+    candidate = out_dir / BEST_DEV if out_dir is not None else None
+    best_bytes = None
+    # The budget counts from the sweep's start: starting workers and sending data too.
+    timeout = space.max_time and max(space.max_time - (time.monotonic() - started), 0.001)
+    try:
+        for future in as_completed(list(trial_of), timeout=timeout):
+            t = trial_of[future]
+            record = _record(t, future)
+            model_bytes = record.pop("model", None)
+            if better(space.metric, record, best):
+                best, best_bytes = record, model_bytes
+                if candidate is not None:
+                    _write_bytes(candidate, model_bytes)
+            if log is not None and record["status"] in FINISHED:
+                append_log(log, record)
+            done[t.id] = record
+            if on_result:
+                on_result(record)
+    except TimeoutError:
+        return best, best_bytes, f"time budget of {space.max_time:g} s reached"
+    return best, best_bytes, None
 
 
 def _record(trial: Trial, future: Any) -> dict[str, Any]:
