@@ -118,14 +118,17 @@ RECIPES: dict[str, Recipe] = {
         Recipe(
             name="default",
             description=(
-                "784-512-256-10 relu/softmax on randomly distorted images (random_affine), "
-                "SGD Nesterov 0.9, lr 0.1 cosine, He init"
+                "784-512-256-10 relu/softmax on randomly distorted images (random_affine, "
+                "elastic 0.7 px), SGD Nesterov 0.9, lr 0.1 cosine, He init"
             ),
             layers=("512:relu", "256:relu", "10:softmax"),
             # Distorted training images: MNIST test 98.33% -> 99.09% (20 epochs instead of 15:
             # they keep learning longer), and digits cut out of pictures (deepnet.postal) read
-            # better: 97.8% -> 98.6% of those cut right on 500 synthetic codes.
-            augment=({"name": "random_affine"},),
+            # better: 97.8% -> 98.6% of those cut right on 500 synthetic codes. The elastic
+            # part, seeds 0 and 1: MNIST test 99.01, 99.03% -> 99.21, 99.25%; postal codes of
+            # the development set of seed 11: 91.80, 91.55% -> 92.45, 91.80% (elastic 1.4:
+            # 91.40%, MNIST dev 98.76%: too much for 20 epochs).
+            augment=({"name": "random_affine", "elastic": 0.7},),
             optimizer={"name": "sgd", "momentum": 0.9, "nesterov": True},
             schedule="cosine",
             epochs=20,

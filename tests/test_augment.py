@@ -26,6 +26,39 @@ def test_gradient_in_training(shape):
     assert result.passed, result
 
 
+@pytest.mark.parametrize("shape", [(36,), (2, 5, 5)])
+def test_gradient_in_training_with_elastic_distortion(shape):
+    layer = RandomAffine(rotation=20, shift=1.5, elastic=1.0, smoothness=2.0)
+    result = gradcheck.check_layer(layer, input_shape=shape, batch=3, training=True)
+    assert result.passed, result
+
+
+def test_elastic_warp_samples_where_scipy_map_coordinates_does():
+    """With ``elastic``, each output pixel reads its affine source moved by the drawn field."""
+    x = np.random.default_rng(1).random((4, 2, 9, 8))
+    layer = built(x.shape[1:], rotation=30, shift=3, elastic=1.5, smoothness=2.0)
+    z, (linear, shift, field) = layer.forward(x, training=True)
+    centre = np.array([[4.0], [3.5]])
+    for n in range(len(x)):
+        source = linear[n] @ layer.grid + centre - shift[n][:, None] + field[n]
+        for c in range(2):
+            expected = ndimage.map_coordinates(x[n, c], source, order=1, mode="grid-constant")
+            np.testing.assert_allclose(z[n, c].ravel(), expected, atol=1e-9)
+
+
+def test_elastic_field_is_smooth_of_the_size_asked_and_leaves_the_affine_part_alone():
+    plain = built((28, 28), seed=5)
+    bent = built((28, 28), seed=5, elastic=0.7, smoothness=4.0)
+    assert len(plain._draw(3)) == 2  # no field drawn without elastic
+    linear, _, field = bent._draw(2000)
+    plain.rng = np.random.default_rng(5)
+    np.testing.assert_array_equal(plain._draw(2000)[0], linear)
+    inner = field.reshape(2000, 2, 28, 28)[:, :, 8:20, 8:20]
+    assert 0.6 < inner.std() < 0.8  # the deviation asked for, away from the borders
+    # Smooth: neighbours move alike (0.18 of the displacement apart here; 1.4 for white noise).
+    assert np.abs(np.diff(inner, axis=-1)).mean() < 0.3 * np.abs(inner).mean()
+
+
 def test_warps_as_scipy_affine_transform_does():
     """Each image is resampled exactly as ``scipy.ndimage.affine_transform`` (bilinear, zeros
     outside) resamples it with the same map, drawn by the layer."""
@@ -86,6 +119,10 @@ def test_negative_or_nan_ranges_are_refused():
         RandomAffine(rotation=-1)
     with pytest.raises(ValueError, match="shift must be >= 0"):
         RandomAffine(shift=float("nan"))
+    with pytest.raises(ValueError, match="elastic must be >= 0"):
+        RandomAffine(elastic=-0.5)
+    with pytest.raises(ValueError, match="smoothness must be > 0"):
+        RandomAffine(elastic=1.0, smoothness=0.0)
 
 
 def test_a_model_without_normalize_behind_it_still_gets_its_pixels_normalized():

@@ -45,6 +45,6 @@ def test_default_recipe_learns_from_distorted_raw_pixels():
     data = load_mnist(normalize="none", dtype="uint8")
     subset = type(data)(data.x_train[:6000], data.y_train[:6000], data.x_test[:2000],
                         data.y_test[:2000], "mnist-subset", data.normalization)  # fmt: skip
-    model, summary = run_recipe(RECIPES["default"], subset, epochs=2)
+    model, summary = run_recipe(RECIPES["default"], subset, epochs=3)
     assert isinstance(model.layers[0], RandomAffine)
     assert summary["test_accuracy"] >= 0.9

@@ -24,13 +24,22 @@ def _non_negative(instance: Any, attribute: attrs.Attribute, value: float) -> No
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
+def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if not value > 0:  # also refuses NaN
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
 @attrs.define(eq=False)
 class RandomAffine(Layer):
     """In training, each image is warped by its own random affine map (bilinear sampling,
     zeros outside); the identity in evaluation, where the model skips it.
 
     Per image: rotation in ±``rotation`` degrees, each axis scaled by 1 ± ``scale``, sheared by
-    ±``shear`` (the tangent of the slant) and shifted by ±``shift`` px. Inputs
+    ±``shear`` (the tangent of the slant) and shifted by ±``shift`` px; with ``elastic`` > 0,
+    also an elastic distortion (Simard et al. 2003): every pixel moved by its own amount, a
+    field of random noise smoothed by a Gaussian of ``smoothness`` px, with a deviation of
+    ``elastic`` px (Simard's alpha 34, sigma 4: about 1.4), so that strokes bend as different
+    hands bend them. Inputs
     ``(N, H, W)``, ``(N, C, H, W)`` or flat ``(N, H·W)`` square images; raw pixels (uint8)
     included, so it goes first, before ``normalize``, and zero is the background.
     """
@@ -39,11 +48,15 @@ class RandomAffine(Layer):
     scale: float = attrs.field(default=0.1, validator=_non_negative)
     shear: float = attrs.field(default=0.2, validator=_non_negative)
     shift: float = attrs.field(default=2.0, validator=_non_negative)
+    elastic: float = attrs.field(default=0.0, validator=_non_negative)
+    smoothness: float = attrs.field(default=4.0, validator=_positive)
     rng: np.random.Generator | None = attrs.field(init=False, default=None, repr=False)
     image: tuple[int, int] = attrs.field(init=False, default=(0, 0), repr=False)
     dtype: Any = attrs.field(init=False, default=None, repr=False)
     #: Every output pixel's coordinates around the image centre ``(2, H·W)``, made once.
     grid: Any = attrs.field(init=False, default=None, repr=False)
+    #: The Gaussian smoothing along columns ``(H, H)`` and rows ``(W, W)``, made once.
+    blur: Any = attrs.field(init=False, default=None, repr=False)
 
     accepts_integers = True
     inference_identity = True
@@ -63,6 +76,7 @@ class RandomAffine(Layer):
         self.rng, self.dtype = rng, np.dtype(dtype)
         h, w = self.image
         self.grid = np.mgrid[0:h, 0:w].reshape(2, -1) - [[(h - 1) / 2], [(w - 1) / 2]]
+        self.blur = (_gaussian_matrix(h, self.smoothness), _gaussian_matrix(w, self.smoothness))
         return shape
 
     def forward(self, x: Array, training: bool = False) -> tuple[Array, Any]:
@@ -120,9 +134,10 @@ class RandomAffine(Layer):
         c = x[0].size // (h * w)
         return (np.arange(len(x) * c, dtype=np.intp) * ((h + 2) * (w + 2))).reshape(-1, c, 1)
 
-    def _draw(self, n: int) -> tuple[Array, Array]:
+    def _draw(self, n: int) -> tuple[Array, ...]:
         """``n`` random maps from output to source coordinates around the image centre: linear
-        parts ``(n, 2, 2)`` (rows: source y, x) and shifts ``(n, 2)``."""
+        parts ``(n, 2, 2)`` (rows: source y, x) and shifts ``(n, 2)``, and with ``elastic``
+        every pixel's own displacement ``(n, 2, H·W)``."""
         g = self.rng
         angle = np.radians(g.uniform(-self.rotation, self.rotation, n))
         sy, sx = g.uniform(1 - self.scale, 1 + self.scale, (2, n))
@@ -137,16 +152,38 @@ class RandomAffine(Layer):
             ],
             1,
         )
-        return linear, shift
+        if not self.elastic:
+            return linear, shift
+        # Smoothing as two matrix products: the same as a Gaussian filter whose weights are
+        # renormalized at the borders, with numpy alone.
+        h, w = self.image
+        rows, cols = self.blur
+        # Uniform noise of unit variance: smoothed, it is as Gaussian as Gaussian noise, and
+        # drawing it is 5x cheaper.
+        noise = (g.random((n * 2 * h, w), dtype=np.float32) - np.float32(0.5)) * np.float32(
+            np.sqrt(12)
+        )
+        # Two large products rather than 2n small ones (3x faster for a batch of 128).
+        across = (noise @ cols.T.astype(np.float32)).reshape(n * 2, h, w).transpose(1, 0, 2)
+        down = rows.astype(np.float32) @ across.reshape(h, -1)
+        field = down.reshape(h, n * 2, w).transpose(1, 0, 2).reshape(n, 2, h * w)
+        # Smoothing divides the noise's deviation by about 2·sqrt(pi)·smoothness: scaled back,
+        # ``elastic`` is the displacements' deviation whatever the smoothness.
+        return linear, shift, field * (self.elastic * 2 * np.sqrt(np.pi) * self.smoothness)
 
-    def _sampling(self, linear: Array, shift: Array) -> tuple[Array, Array, Array]:
+    def _sampling(
+        self, linear: Array, shift: Array, field: Array | None = None
+    ) -> tuple[Array, Array, Array]:
         """For every output pixel: the flat index of its source's top-left neighbour in its
         padded image ``(N, 1, H·W)`` and the fractions ``fy``, ``fx`` ``(N, 1, H·W)`` towards
         the next row and column; a source past the padding gets index 0 (a padding zero) and
         zero fractions, so it reads zero."""
         h, w = self.image
         centre = np.array([[(h - 1) / 2], [(w - 1) / 2]])
-        src = (linear @ self.grid + (centre - shift[:, :, None])).astype(self.dtype)
+        src = linear @ self.grid + (centre - shift[:, :, None])
+        if field is not None:
+            src += field
+        src = src.astype(self.dtype)
         top = np.floor(src)
         frac = src - top
         top += 1  # padded coordinates
@@ -154,6 +191,13 @@ class RandomAffine(Layer):
         corner = (top[:, 0] * (w + 2) + top[:, 1]).astype(np.intp) * inside
         frac *= inside[:, None]
         return corner[:, None], frac[:, 0, None], frac[:, 1, None]
+
+
+def _gaussian_matrix(n: int, sigma: float) -> Array:
+    """``(n, n)``: row i holds the Gaussian weights of every position around i, summing to 1."""
+    d = np.arange(n)[:, None] - np.arange(n)[None, :]
+    weights = np.exp(-0.5 * (d / sigma) ** 2)
+    return weights / weights.sum(axis=1, keepdims=True)
 
 
 @hookimpl
