@@ -367,6 +367,13 @@ def test_preset_fields_are_kept_unless_overridden():
     assert default.schedule == "cosine"
 
 
+def test_the_training_header_names_the_augmentation_with_its_options():
+    from deepnet.cli import _describe
+
+    assert _describe(RECIPES["default"], 784).endswith(", random_affine(elastic=0.7)")
+    assert _describe(build_recipe("seed-a", augment=True), 784).endswith(", random_affine")
+
+
 def test_augment_flag_adds_or_removes_random_affine():
     assert build_recipe("seed-a", augment=True).augment == ({"name": "random_affine"},)
     assert build_recipe("seed-a").augment == ()
