@@ -564,17 +564,12 @@ def _describe(recipe: Recipe, n_features: int) -> str:
     return (
         f"{layers} {acts}, {recipe.loss}, {opt['name']}({opt_text or 'defaults'}) lr {recipe.lr}"
         f", {recipe.epochs} epochs, batch {recipe.batch_size}, init {recipe.init}"
-        + "".join(f", {_spec_text(spec)}" for spec in recipe.augment)
+        # With the options a spec sets: random_affine(elastic=0.7).
+        + "".join(
+            f", {_config_text(_config(spec)) if isinstance(spec, dict) else _layer_name(spec)}"
+            for spec in recipe.augment
+        )
     )
-
-
-def _spec_text(spec: Any) -> str:
-    """A layer spec as its name and the options it sets: ``random_affine(elastic=0.7)``."""
-    options = (
-        {k: v for k, v in _config(spec).items() if k != "name"} if isinstance(spec, dict) else {}
-    )
-    args = ", ".join(f"{k}={v}" for k, v in options.items())
-    return f"{_layer_name(spec)}({args})" if args else _layer_name(spec)
 
 
 @main.command()
