@@ -160,14 +160,11 @@ class RandomAffine(Layer):
         h, w = self.image
         rows, cols = self.blur
         # Uniform noise of unit variance: smoothed, it is as Gaussian as Gaussian noise, and
-        # drawing it is 5x cheaper.
-        noise = (g.random((n * 2 * h, w), dtype=np.float32) - np.float32(0.5)) * np.float32(
+        # drawing it is 4x cheaper (0.60 against 2.25 ms for a batch of 128).
+        noise = (g.random((n, 2, h, w), dtype=np.float32) - np.float32(0.5)) * np.float32(
             np.sqrt(12)
         )
-        # Two large products rather than 2n small ones (3x faster for a batch of 128).
-        across = (noise @ cols.T).reshape(n * 2, h, w).transpose(1, 0, 2)
-        down = rows @ across.reshape(h, -1)
-        field = down.reshape(h, n * 2, w).transpose(1, 0, 2).reshape(n, 2, h * w)
+        field = (rows @ noise @ cols.T).reshape(n, 2, h * w)
         # Smoothing divides the noise's deviation by about 2·sqrt(pi)·smoothness: scaled back,
         # ``elastic`` is the displacements' deviation whatever the smoothness.
         return linear, shift, field * (self.elastic * 2 * np.sqrt(np.pi) * self.smoothness)
