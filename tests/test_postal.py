@@ -24,6 +24,7 @@ from deepnet.postal import (
     Piece,
     _best_path,
     _departures,
+    candidate_groups,
     claim_ink,
     components,
     cut_digits,
@@ -258,6 +259,20 @@ def test_best_path_is_the_best_of_all_groupings_and_totals_them():
     assert path == top[1] and best == pytest.approx(top[0])
     assert total == pytest.approx(np.logaddexp.reduce([g for g, _ in groupings]))
     assert _best_path(score, m, 1)[0] is None  # 6 atoms are never one digit of at most 3
+
+
+def test_a_digit_over_cut_into_four_atoms_is_a_candidate():
+    """A 0 touching its neighbour is often over-cut into four atoms: one candidate holds them all,
+    but never more than four, nor a run two digit heights wide."""
+    atoms = [Piece(0, 8 * k, np.ones((30, 8), dtype=bool)) for k in range(9)]
+    groups = candidate_groups(atoms, height=30.0)
+    assert (0, 4) in groups and groups[0, 4].box == (0, 0, 30, 32)
+    assert (0, 5) not in groups
+    wide = [Piece(0, 20 * k, np.ones((30, 20), dtype=bool)) for k in range(5)]
+    assert (0, 3) in candidate_groups(wide, height=30.0)
+    assert (0, 4) not in candidate_groups(wide, height=30.0)  # 80 px: over two heights
+    assert (4, 5) in candidate_groups(atoms, height=30.0, most=1)
+    assert (0, 4) not in candidate_groups(atoms, height=30.0, most=3)
 
 
 def test_departures_count_the_first_cuts_undone_and_added():
