@@ -31,6 +31,7 @@ from deepnet.postal import (
     cut_paths,
     height_plausibility,
     ink_map,
+    over_cut,
     reduction,
     segment,
     segment_digits,
@@ -322,6 +323,17 @@ def test_a_bent_cut_separates_digits_no_column_separates():
         if not (owned & right).sum() > 40:
             best = max(best, (owned & left).sum())
     assert best == left.sum()
+
+
+def test_a_thick_blob_wide_as_two_digits_is_still_over_cut():
+    """Paths sliding out to a fused blob's sides cross least ink, so no path has an inner
+    minimum; the blob is cut once anyway, at its column valley."""
+    im = Image.new("1", (60, 44), 0)
+    ImageDraw.Draw(im).ellipse((2, 2, 56, 42), fill=1)
+    blob = Piece(0, 0, np.asarray(im, dtype=bool)).trimmed()
+    assert cut_paths(blob, spacing=10) == []
+    parts = over_cut([blob], height=40.0)
+    assert len(parts) == 2 and sum(p.area for p in parts) == blob.area
 
 
 @pytest.mark.parametrize(("seed", "code"), [(3, "41712"), (11, "41712"), (14, "17141")])
