@@ -57,3 +57,24 @@ def test_one_round_of_every_config_prints_the_table(bench, capsys):
 def test_memory_probe_reports_peak_rss(bench):
     mb = bench.peak_memory("deepnet", limit=600)
     assert mb is not None and 20 < mb < 1000
+
+
+def test_postal_reading_benchmark_prints_rounds_and_the_ratio(tmp_path, capsys):
+    """One round on a few synthetic codes with an untrained model: the table's shape, no timing."""
+    pytest.importorskip("PIL")
+    pytest.importorskip("scipy")
+    from deepnet import Dense, Model
+    from deepnet.postal_set import synthesize
+
+    spec = importlib.util.spec_from_file_location("bench_postal", RUN.parent / "postal_read.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    synthesize(tmp_path / "set", 6, seed=3)
+    Model([Dense(10, "softmax")]).build((784,), seed=0).save(tmp_path / "m.npz")
+    args = [str(tmp_path / "m.npz"), str(tmp_path / "set"), "--codes", "4", "--rounds", "2"]
+    result = module.main([*args, "--jobs", "1"])
+    out = capsys.readouterr().out
+    assert "4 codes, 1 process\n" in out
+    assert len(re.findall(r"^ +[12] +\d+\.\d +\d+\.\d +\d+\.\dx$", out, re.MULTILINE)) == 2, out
+    assert result["ratio"] == pytest.approx(result["floor"] / result["read"], rel=0.5)
+    assert "a code costs" in out
