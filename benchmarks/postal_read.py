@@ -5,7 +5,8 @@ Reads the first ``--codes`` pictures of a postal set (``deepnet postal synth``) 
 decoded by Pillow, smoothed by one Gaussian filter and labelled once into connected components
 (scipy.ndimage), in as many processes, the two in alternating order. It prints both rates per
 round and their ratio, how many floors a code costs: this machine's speed changes by the hour
-(the same reading took 70 to 191 codes/s), the ratio much less.
+(the same reading took 70 to 191 codes/s), and a rate alone does not say whether the code or
+the machine changed.
 
     .venv/bin/python benchmarks/postal_read.py MODEL SET [--codes 300] [--rounds 3] [--jobs 2]
 """
