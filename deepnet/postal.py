@@ -415,13 +415,19 @@ def cut_paths(piece: Piece, spacing: float) -> list[np.ndarray]:
     return list(np.maximum.accumulate(np.stack(paths), axis=0)) if paths else []
 
 
+def digits_across(piece: Piece, height: float) -> int:
+    """How many digits of a line ``height`` px tall fit across ``piece`` (a digit is about 0.7
+    heights wide)."""
+    return round(piece.width / (0.7 * height))
+
+
 def split_touching(pieces: list[Piece], height: float) -> list[Piece]:
     """Split every piece wider than :data:`WIDE` digit heights at clear column valleys."""
     out: list[Piece] = []
     todo = list(pieces)
     while todo:
         p = todo.pop()
-        parts = max(2, round(p.width / (0.7 * height)))
+        parts = max(2, digits_across(p, height))
         cut = None
         if p.width > WIDE * height:
             # Wider than any one digit: the deepest valley will do; merely wide: a clear one.
@@ -442,7 +448,7 @@ def force_count(pieces: list[Piece], n: int, merge: bool = True) -> list[Piece]:
         if not splittable:
             break
         widest = max(splittable, key=lambda p: p.width / height)
-        parts = max(2, min(n - len(pieces) + 1, round(widest.width / (0.7 * height))))
+        parts = max(2, min(n - len(pieces) + 1, digits_across(widest, height)))
         cut = valley(widest, parts, clear=False)
         if cut is None:
             break
@@ -630,7 +636,7 @@ def over_cut(pieces: list[Piece], height: float) -> list[Piece]:
                 # column valley still gives a cut (development sets of seeds 11 and 7, default
                 # model: 92.95 -> 93.15% and 91.10 -> 91.20% of the codes; CNN 96.10 -> 96.20%,
                 # 94.90 -> 95.10%).
-                column = valley(p, max(2, round(p.width / (0.7 * height))), clear=False)
+                column = valley(p, max(2, digits_across(p, height)), clear=False)
                 if column is not None:
                     paths = [np.full(p.height, column)]
             out += p.cut(paths)
