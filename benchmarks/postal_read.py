@@ -17,6 +17,7 @@ import argparse
 import multiprocessing as mp
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -42,7 +43,11 @@ def floor_many(paths: Sequence[Path], jobs: int) -> None:
         for p in paths:
             floor(p)
         return
-    with mp.get_context("fork").Pool(jobs) as pool:
+    with warnings.catch_warnings():
+        # As CodeReader's workers: Python 3.12+ warns on fork in a process with BLAS threads.
+        warnings.filterwarnings("ignore", ".*fork.*", DeprecationWarning)
+        pool = mp.get_context("fork").Pool(jobs)
+    with pool:
         pool.map(floor, paths, chunksize=max(1, len(paths) // (4 * jobs)))
 
 
