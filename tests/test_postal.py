@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
-from deepnet import Dense, Model
+from deepnet import Dense, Model, postal
 from deepnet.cli import main
 from deepnet.core.errors import DataFormatError, DeepnetError
 from deepnet.postal import (
@@ -38,6 +38,7 @@ from deepnet.postal import (
     shrink,
     sorted_median,
     sorted_percentile,
+    sure_first_cut,
 )
 from deepnet.postal_set import (
     accuracy_at_rejection,
@@ -562,3 +563,39 @@ def test_cli_reads_with_an_ensemble(test_digits, model, other_model, tmp_path):
     wide.save(tmp_path / "wide.npz")
     out = invoke("predict", path, png, "--code", "--with", tmp_path / "wide.npz", code=2)
     assert "wide.npz: maps (785,) -> (10,)" in out.output and "must agree" in out.output
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_sure_first_cut_reads_as_the_full_regrouping_does(test_digits, model, seed, monkeypatch):
+    """The shortcut (:func:`sure_first_cut`) takes the code, and gives the digits, boxes and
+    probabilities the over-cut and regrouped reading gives."""
+    picture, _ = strip(test_digits, "75008", seed)
+    reader = CodeReader(model[0], expect_digits=5)
+    fast = reader.segment(picture)
+    assert fast.certainty == 1.0 and fast.proba is not None
+    monkeypatch.setattr(postal, "SURE", 1.01)  # no probability reaches it: always regroup
+    full = reader.segment(picture)
+    assert full.boxes == fast.boxes
+    np.testing.assert_allclose(full.digits, fast.digits)
+    np.testing.assert_allclose(full.proba, fast.proba, rtol=1e-5)
+
+
+def test_a_first_cut_is_sure_only_when_nothing_hints_at_a_wrong_cut():
+    ink = np.zeros((40, 200))
+    pieces = []
+    for k in range(5):
+        ink[5:35, 10 + 38 * k : 30 + 38 * k] = 255.0
+        pieces.append(Piece(5, 10 + 38 * k, np.ones((30, 20), dtype=bool)))
+    loose = ink > 0
+
+    def scorer(p: float):
+        return lambda digits: np.tile([p] + [(1 - p) / 9] * 9, (len(digits), 1))
+
+    sure = sure_first_cut(ink, pieces, 5, scorer(0.95), 30.0, loose, 2.0)
+    assert sure is not None and len(sure.pieces) == 5 and sure.digits.shape == (5, 28, 28)
+    assert sure_first_cut(ink, pieces, 5, scorer(0.5), 30.0, loose, 2.0) is None  # unsure
+    assert sure_first_cut(ink, pieces, 6, scorer(0.95), 30.0, loose, 2.0) is None  # count
+    short = [*pieces[:4], Piece(20, pieces[4].left, np.ones((15, 20), dtype=bool))]
+    assert sure_first_cut(ink, short, 5, scorer(0.95), 30.0, loose, 2.0) is None  # fragment
+    wide = [*pieces[:4], Piece(5, pieces[4].left, np.ones((30, 60), dtype=bool))]
+    assert sure_first_cut(ink, wide, 5, scorer(0.95), 30.0, loose, 2.0) is None  # two digits
