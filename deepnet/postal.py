@@ -886,7 +886,8 @@ def segment_digits(
 class Cut:
     """A picture cut into digits: images ``(n, 28, 28)`` (0..255), boxes ``(top, left, bottom,
     right)`` in the picture's pixels, how sure the cut is (:attr:`Grouping.certainty`; 1
-    when no classifier chose it) and, if it did, its probabilities ``(n, 10)`` for them;
+    when no classifier chose among cuts) and the classifier's probabilities ``(n, 10)`` for
+    the digits when it has scored them while cutting;
     ``heights``: each digit's height (px) in the levelled line."""
 
     digits: np.ndarray
@@ -969,7 +970,8 @@ class CodeRead:
     boxes: tuple[tuple[int, int, int, int], ...]
     needs_human: bool
     reason: str = ""
-    #: The chosen cut's share of the probability of all cuts (see :class:`Grouping`).
+    #: The chosen cut's share of the probability of all cuts (see :class:`Grouping`); 1 when
+    #: the first cut was read as it is (:func:`sure_first_cut`) or no other was possible.
     cut_certainty: float = 1.0
     #: How plausible the digits' heights are (:func:`height_plausibility`; 1: all near the
     #: line's).
