@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
 from deepnet._extras import require
@@ -126,6 +127,31 @@ def _rotated(
     return turned, turn_boxes(boxes, angle, ink.shape, turned.shape)
 
 
+@attrs.frozen
+class Strip:
+    """One composed code: the picture ``(H, W)`` uint8, the code, the MNIST test indices of
+    its digits and their true boxes ``(top, left, bottom, right)``."""
+
+    picture: np.ndarray
+    code: str
+    indices: tuple[int, ...]
+    boxes: tuple[tuple[int, int, int, int], ...]
+
+
+def compose_set(count: int, *, length: int = 5, seed: int = 0) -> Iterator[Strip]:
+    """The strips :func:`synthesize` writes for ``count`` and ``seed``, in order, with what
+    the PNGs leave out: which MNIST digits they hold and where (to tell cut errors from
+    misreadings, ``benchmarks/postal_errors.py``)."""
+    images, labels = mnist_test_digits()
+    by_digit = [np.flatnonzero(labels == d) for d in range(10)]
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        code = rng.integers(0, 10, length)
+        indices = tuple(int(rng.choice(by_digit[d])) for d in code)
+        picture, boxes = compose_strip([images[k] for k in indices], rng)
+        yield Strip(picture, "".join(map(str, code)), indices, tuple(boxes))
+
+
 def synthesize(directory: str | Path, count: int, *, length: int = 5, seed: int = 0) -> Path:
     """Write ``count`` strips of ``length`` MNIST test digits as PNGs plus ``codes.csv``.
 
@@ -136,18 +162,12 @@ def synthesize(directory: str | Path, count: int, *, length: int = 5, seed: int 
         raise DataFormatError(f"need at least one code of one digit, got {count} x {length}")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    images, labels = mnist_test_digits()
-    by_digit = [np.flatnonzero(labels == d) for d in range(10)]
-    rng = np.random.default_rng(seed)
     rows = []
     width = len(str(count - 1))
-    for i in range(count):
-        code = rng.integers(0, 10, length)
-        picks = [images[rng.choice(by_digit[d])] for d in code]
-        picture, _ = compose_strip(picks, rng)
+    for i, strip in enumerate(compose_set(count, length=length, seed=seed)):
         name = f"code-{i:0{width}d}.png"
-        pil.fromarray(picture).save(out / name)
-        rows.append((name, "".join(map(str, code))))
+        pil.fromarray(strip.picture).save(out / name)
+        rows.append((name, strip.code))
     path = out / CSV_NAME
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
@@ -187,11 +207,16 @@ def accuracy_at_rejection(
 
     Returns ``(accuracy, confidence threshold)``: the accepted codes are those at or above it.
     """
-    order = np.argsort(confidence, kind="stable")
-    rejected = int(np.floor(rate * len(correct) + 1e-9))
-    kept = order[rejected:]
-    threshold = float(confidence[kept[0]]) if rejected else 0.0
+    kept = accepted(confidence, rate)
+    threshold = float(confidence[kept[0]]) if len(kept) < len(correct) else 0.0
     return (float(correct[kept].mean()) if len(kept) else float("nan")), threshold
+
+
+def accepted(confidence: np.ndarray, rate: float) -> np.ndarray:
+    """Indices of the codes kept when the ``rate`` least confident of ``confidence`` ``(n,)``
+    are rejected, least confident first (ties: the earlier code is rejected first)."""
+    rejected = int(np.floor(rate * len(confidence) + 1e-9))
+    return np.argsort(confidence, kind="stable")[rejected:]
 
 
 def _cpu_time() -> float:

@@ -82,3 +82,46 @@ def test_postal_reading_benchmark_prints_rounds_and_the_ratio(tmp_path, capsys):
     ratios = sorted(float(r) for *_, r in rows)
     assert ratios[0] - 0.05 <= result["ratio"] <= ratios[1] + 0.05
     assert f"a code costs {result['ratio']:.1f} floors" in out
+
+
+@pytest.fixture(scope="module")
+def errors():
+    spec = importlib.util.spec_from_file_location("bench_errors", RUN.parent / "postal_errors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_postal_errors_sort_every_code_into_one_kind(errors, tmp_path, capsys):
+    pytest.importorskip("PIL")
+    pytest.importorskip("scipy")
+    from deepnet import Dense, Model
+
+    Model([Dense(10, "softmax")]).build((784,), seed=0).save(tmp_path / "m.npz")
+    args = [str(tmp_path / "m.npz"), "--count", "6", "--seed", "3", "--jobs", "1"]
+    counts = errors.main([*args, "--reject", "0.5"])
+    assert sum(counts["all"].values()) == 6 and sum(counts["accepted"].values()) == 3
+    out = capsys.readouterr().out
+    for k in errors.KINDS:
+        assert re.search(rf"^{k} +{counts['all'][k]} +{counts['accepted'][k]}$", out, re.M), out
+
+
+def test_postal_errors_tell_cuts_from_readings(errors):
+    from deepnet.postal import CodeRead
+    from deepnet.postal_set import Strip
+
+    boxes = ((0, 0, 20, 14), (0, 20, 20, 34))
+    strip = Strip(np.zeros((20, 40), np.uint8), "17", (5, 9), boxes)
+    alone = np.zeros(10, dtype=int)
+    alone[5], alone[9] = 1, 3  # the model reads MNIST digit 5 right (a 1), digit 9 wrongly
+
+    def read(code, boxes=boxes):
+        return CodeRead(code, (0.9,) * len(code), boxes, False)
+
+    assert errors.kind(read("17"), strip, alone) == "right"
+    assert errors.kind(read("13"), strip, alone) == "hard digit"
+    assert errors.kind(read("47"), strip, alone) == "misread"
+    shifted = ((0, 0, 20, 14), (0, 24, 20, 38))  # an edge 4 px = 0.2 heights off
+    assert errors.kind(read("47", shifted), strip, alone) == "cut wrong"
+    assert errors.kind(read("17", shifted), strip, alone) == "right"  # the code counts first
+    assert errors.kind(read("1", boxes[:1]), strip, alone) == "cut wrong"

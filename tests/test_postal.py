@@ -42,9 +42,11 @@ from deepnet.postal import (
 )
 from deepnet.postal_set import (
     accuracy_at_rejection,
+    compose_set,
     compose_strip,
     mnist_test_digits,
     read_set,
+    synthesize,
 )
 
 
@@ -599,3 +601,12 @@ def test_a_first_cut_is_sure_only_when_nothing_hints_at_a_wrong_cut():
     assert sure_first_cut(ink, short, 5, scorer(0.95), 30.0, loose, 2.0) is None  # fragment
     wide = [*pieces[:4], Piece(5, pieces[4].left, np.ones((30, 60), dtype=bool))]
     assert sure_first_cut(ink, wide, 5, scorer(0.95), 30.0, loose, 2.0) is None  # two digits
+
+
+def test_composed_strips_are_the_pictures_synth_writes(tmp_path):
+    synthesize(tmp_path, 3, seed=5)
+    pairs = read_set(tmp_path)
+    strips = list(compose_set(3, seed=5))
+    for (path, code), strip in zip(pairs, strips, strict=True):
+        assert strip.code == code and len(strip.indices) == len(strip.boxes) == 5
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), strip.picture)
