@@ -481,9 +481,10 @@ def segment(
 
     ``gray`` is ``(H, W)`` in 0..255, either polarity. A tilted line of digits is turned
     level first (:func:`line_tilt`); the ink map and pieces returned are then the turned
-    ones. With ``expect_digits`` and a ``scorer`` (a classifier), every piece wider than
-    :data:`WIDE` digit heights is over-cut, whatever the count, and the atoms are grouped into
-    ``expect_digits`` the way the classifier is surest of (:func:`best_grouping`). Each
+    ones. With ``expect_digits`` and a ``scorer`` (a classifier), a first cut the classifier
+    is sure of is kept (:func:`sure_first_cut`); otherwise every piece wider than
+    :data:`OVER_CUT` digit heights is over-cut, whatever the count, and the atoms are grouped
+    into ``expect_digits`` the way the classifier is surest of (:func:`best_grouping`). Each
     piece's mask holds all the ink that belongs to it (see :func:`claim_ink`). Raises
     :class:`DeepnetError` for an empty picture or one with no ink.
     """
