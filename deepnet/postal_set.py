@@ -205,11 +205,14 @@ def accuracy_at_rejection(
 ) -> tuple[float, float]:
     """Accuracy among the codes kept when the ``rate`` least confident are rejected.
 
-    Returns ``(accuracy, confidence threshold)``: the accepted codes are those at or above it.
+    Returns ``(accuracy, confidence threshold)``: the accepted codes are those at or above it
+    (NaN and infinity when all are rejected).
     """
     kept = accepted(confidence, rate)
+    if not len(kept):
+        return float("nan"), float("inf")
     threshold = float(confidence[kept[0]]) if len(kept) < len(correct) else 0.0
-    return (float(correct[kept].mean()) if len(kept) else float("nan")), threshold
+    return float(correct[kept].mean()), threshold
 
 
 def accepted(confidence: np.ndarray, rate: float) -> np.ndarray:

@@ -41,6 +41,7 @@ from deepnet.postal import (
     sure_first_cut,
 )
 from deepnet.postal_set import (
+    accepted,
     accuracy_at_rejection,
     compose_set,
     compose_strip,
@@ -419,6 +420,9 @@ def test_accuracy_at_rejection_drops_the_least_confident_first():
     confidence = np.array([0.9, 0.2, 0.8, 0.99, 0.5])
     assert accuracy_at_rejection(correct, confidence, 0.0) == (0.6, 0.0)
     assert accuracy_at_rejection(correct, confidence, 0.4) == (1.0, 0.8)
+    accuracy, threshold = accuracy_at_rejection(correct, confidence, 1.0)
+    assert np.isnan(accuracy) and threshold == np.inf  # all rejected: nothing to be right
+    np.testing.assert_array_equal(accepted(confidence, 0.4), [2, 0, 3])
 
 
 def invoke(*args, code: int = 0):
