@@ -38,6 +38,7 @@ from deepnet.core.errors import (
 )
 from deepnet.core.model import FLOAT_DTYPES, Model
 from deepnet.core.registry import REQUIRED, Entry, Registry
+from deepnet.ensemble import COMBINE, pool
 from deepnet.images import model_normalization, model_normalizer, recorded_data_dir
 from deepnet.postal import MIN_CONFIDENCE
 from deepnet.recipes import Recipe, get_recipe, parse_layers, run_recipe, validate_recipe
@@ -250,14 +251,23 @@ def min_confidence_option(f: Any) -> Any:
 
 
 def with_option(f: Any) -> Any:
-    """``--with MODEL``, shared by ``predict`` and ``postal eval``: an ensemble."""
+    """``--with MODEL`` and ``--combine``, shared by ``predict`` and ``postal eval``: an
+    ensemble."""
+    f = click.option(
+        "--combine",
+        type=click.Choice(COMBINE),
+        default=COMBINE[0],
+        show_default=True,
+        help="How an ensemble's probabilities are pooled: multiplied class by class and "
+        "renormalized (geometric), or averaged (mean).",
+    )(f)
     return click.option(
         "--with",
         "with_paths",
         metavar="MODEL",
         multiple=True,
-        help="Average the probabilities of this model too (an ensemble of digit models with "
-        "the same inputs); repeatable.",
+        help="Pool the probabilities of this model too (an ensemble of digit models with "
+        "the same inputs, see --combine); repeatable.",
     )(f)
 
 
@@ -845,6 +855,7 @@ def predict(
     expect_digits: int | None,
     debug_dir: str | None,
     with_paths: tuple[str, ...],
+    combine: str,
     normalize: str | None,
     as_json: bool,
 ) -> None:
@@ -865,7 +876,11 @@ def predict(
     if code:
         from deepnet.postal_cli import predict_codes
 
-        opts = {"min_confidence": min_confidence, "expect_digits": expect_digits}
+        opts = {
+            "min_confidence": min_confidence,
+            "expect_digits": expect_digits,
+            "combine": combine,
+        }
         return predict_codes(
             models, inputs, **opts, debug_dir=debug_dir, normalize=normalize, as_json=as_json
         )
@@ -873,7 +888,7 @@ def predict(
         raise UserError(f"{model_path}: predict supports models with flat inputs (N, features)")
     rows = read_inputs(inputs, model.input_shape[0])
     x = np.stack([r for _, r in rows])
-    proba = np.mean([m.predict_proba(model_normalizer(m, normalize)(x)) for m in models], axis=0)
+    proba = pool([m.predict_proba(model_normalizer(m, normalize)(x)) for m in models], combine)
     results = []
     for (label, _), p in zip(rows, proba, strict=True):
         best = np.argsort(-p, kind="stable")[:top]

@@ -41,6 +41,7 @@ import numpy as np
 
 from deepnet._extras import require
 from deepnet.core.errors import DataFormatError, DeepnetError
+from deepnet.ensemble import check_combine, pool
 from deepnet.images import ink_digit, model_normalizer, read_grayscale
 
 #: Below this ink level (out of 255, after stretching) a picture has no ink at all.
@@ -1013,10 +1014,11 @@ class CodeReader:
     """Reads codes with one model, or several: ``CodeReader(model).read(picture)``.
 
     ``model``: a digit model (784 inputs, 10 outputs) or a sequence of them, whose probabilities
-    are averaged (an ensemble: models that err differently are rarely confidently wrong
-    together); ``min_confidence``: a code whose :attr:`CodeRead.confidence` is below it needs
-    a human; ``expect_digits``: the code's known length (a code read with another length needs
-    a human too); ``normalize`` overrides the models' own input normalization.
+    are pooled by ``combine`` (:func:`deepnet.ensemble.pool`; an ensemble: models that err
+    differently are rarely confidently wrong together); ``min_confidence``: a code whose
+    :attr:`CodeRead.confidence` is below it needs a human; ``expect_digits``: the code's known
+    length (a code read with another length needs a human too); ``normalize`` overrides the
+    models' own input normalization.
     """
 
     def __init__(
@@ -1026,6 +1028,7 @@ class CodeReader:
         min_confidence: float = MIN_CONFIDENCE,
         expect_digits: int | None = None,
         normalize: str | None = None,
+        combine: str = "geometric",
     ) -> None:
         models = list(model) if isinstance(model, list | tuple) else [model]
         if not models:
@@ -1041,6 +1044,7 @@ class CodeReader:
         if expect_digits is not None and expect_digits < 1:
             raise DeepnetError(f"expect_digits must be at least 1, got {expect_digits}")
         self.models = models
+        self.combine = check_combine(combine)
         self.model = models[0]
         self.min_confidence = min_confidence
         self.expect_digits = expect_digits
@@ -1062,11 +1066,12 @@ class CodeReader:
 
     def score(self, digits: np.ndarray) -> np.ndarray:
         """Class probabilities ``(m, 10)`` of MNIST-style digits ``(m, 28, 28)`` (0..255),
-        averaged over the models."""
+        pooled over the models."""
         x = digits.reshape(len(digits), -1)
         predict = self._predictors or [m.predict_proba for m in self.models]
-        proba = [p(prep(x)) for p, prep in zip(predict, self.prepare, strict=True)]
-        return proba[0] if len(proba) == 1 else np.mean(proba, axis=0)
+        return pool(
+            [p(prep(x)) for p, prep in zip(predict, self.prepare, strict=True)], self.combine
+        )
 
     def read_many(self, pictures: Sequence[Any], jobs: int = 1) -> list[CodeRead]:
         """Read several pictures, classifying all their digits in one batch.

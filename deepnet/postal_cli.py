@@ -27,6 +27,7 @@ def predict_codes(
     debug_dir: str | None,
     normalize: str | None,
     as_json: bool,
+    combine: str = "geometric",
 ) -> None:
     """``deepnet predict --code``: read the code in each picture and print it."""
     from deepnet.cli import UserError, emit_json
@@ -37,7 +38,11 @@ def predict_codes(
         if path.lower().endswith(".npy"):
             raise UserError(f"{path}: --code reads pictures (PNG, JPEG, ...), not .npy arrays")
     reader = CodeReader(
-        model, min_confidence=min_confidence, expect_digits=expect_digits, normalize=normalize
+        model,
+        min_confidence=min_confidence,
+        expect_digits=expect_digits,
+        normalize=normalize,
+        combine=combine,
     )
     records = []
     for path in inputs:
@@ -127,6 +132,7 @@ def evaluate(
     show_errors: int,
     jobs: int,
     with_paths: tuple[str, ...],
+    combine: str,
     as_json: bool,
 ) -> None:
     """Read every code of SET_DIR (from `deepnet postal synth`) and score the reads.
@@ -139,12 +145,19 @@ def evaluate(
     from deepnet.postal_set import evaluate_set
 
     models = load_models(model_path, with_paths)
-    reader = CodeReader(models, min_confidence=min_confidence, expect_digits=expect_digits or None)
+    reader = CodeReader(
+        models,
+        min_confidence=min_confidence,
+        expect_digits=expect_digits or None,
+        combine=combine,
+    )
     result = evaluate_set(reader, set_dir, limit=limit, jobs=jobs)
     if as_json:
-        emit_json({"model": model_path, "with": list(with_paths), "set": set_dir, **result})
+        record = {"model": model_path, "with": list(with_paths), "combine": combine}
+        emit_json({**record, "set": set_dir, **result})
         return
-    click.echo(f"model: {' + '.join((model_path, *with_paths))}")
+    pooled = f" ({combine})" if with_paths else ""
+    click.echo(f"model: {' + '.join((model_path, *with_paths))}{pooled}")
     length = f"{expect_digits} digits expected" if expect_digits else "length not given"
     click.echo(f"set: {set_dir}, {result['codes']} codes ({length})")
     click.echo(

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from deepnet import Dense, Model, postal
 from deepnet.cli import main
 from deepnet.core.errors import DataFormatError, DeepnetError
+from deepnet.ensemble import pool
 from deepnet.postal import (
     READ_HEIGHT,
     SHORT_COST,
@@ -524,13 +525,17 @@ def other_model(tmp_path_factory):
     return m, path
 
 
-def test_an_ensemble_averages_its_models_probabilities(test_digits, model, other_model):
+def test_an_ensemble_pools_its_models_probabilities(test_digits, model, other_model):
     (a, _), (b, _) = model, other_model
     digits = test_digits[0][:20].reshape(20, 28, 28).astype(np.float32)
+    alone = [CodeReader(a).score(digits), CodeReader(b).score(digits)]
     both = CodeReader([a, b]).score(digits)
-    mean = (CodeReader(a).score(digits) + CodeReader(b).score(digits)) / 2
-    np.testing.assert_allclose(both, mean, rtol=1e-6)
-    assert not np.allclose(both, CodeReader(a).score(digits))  # b counts
+    np.testing.assert_allclose(both, pool(alone, "geometric"), rtol=1e-6)
+    assert not np.allclose(both, alone[0])  # b counts
+    mean = CodeReader([a, b], combine="mean").score(digits)
+    np.testing.assert_allclose(mean, (alone[0] + alone[1]) / 2, rtol=1e-6)
+    with pytest.raises(DeepnetError, match="unknown combine 'median'"):
+        CodeReader([a, b], combine="median")
     picture, _ = strip(test_digits, "75008", 3)
     read = CodeReader((a, b), expect_digits=5).read(picture)
     assert len(read.code) == 5
@@ -552,18 +557,22 @@ def test_cli_reads_with_an_ensemble(test_digits, model, other_model, tmp_path):
     got = json.loads(out.output)[0]
     assert got["code"] == expected.code
     assert got["confidence"] == pytest.approx(expected.confidence)
-    # Plain digits too: the probabilities are the two models' mean.
+    # Plain digits too: the two models' probabilities pooled, geometric unless told.
     digit = tmp_path / "digit.npy"
     np.save(digit, test_digits[0][:1])
     one = json.loads(invoke("predict", path, digit, "--json").output)[0]["probabilities"]
     two = json.loads(invoke("predict", other, digit, "--json").output)[0]["probabilities"]
-    ens = invoke("predict", path, digit, "--with", other, "--json").output
-    np.testing.assert_allclose(json.loads(ens)[0]["probabilities"], np.add(one, two) / 2, 1e-5)
+    for combine in ("", "geometric", "mean"):
+        flag = ("--combine", combine) if combine else ()
+        ens = invoke("predict", path, digit, "--with", other, *flag, "--json")
+        expected = pool([np.array([one]), np.array([two])], combine or "geometric")[0]
+        np.testing.assert_allclose(json.loads(ens.output)[0]["probabilities"], expected, 1e-5)
     invoke("postal", "synth", tmp_path / "set", "--count", 4, "--seed", 2)
     result = invoke("postal", "eval", path, tmp_path / "set", "--with", other, "--json").output
     assert json.loads(result)["with"] == [str(other)]
-    text = invoke("postal", "eval", path, tmp_path / "set", "--with", other).output
-    assert f"model: {path} + {other}" in text
+    assert json.loads(result)["combine"] == "geometric"
+    text = invoke("postal", "eval", path, tmp_path / "set", "--with", other, "--combine", "mean")
+    assert f"model: {path} + {other} (mean)" in text.output
     wide = Model([Dense(10, "softmax")])
     wide.build((785,))
     wide.save(tmp_path / "wide.npz")
