@@ -361,7 +361,7 @@ def deepnet_register_layers(register):
 # layers (disabling contrib.layers takes them away too), and no new entry point is needed.
 @hookimpl
 def deepnet_register_recipes(register):
-    from deepnet_plugins_contrib.recipes import POSTAL, REGULARIZED
+    from deepnet_plugins_contrib.recipes import POSTAL, POSTAL_DEEP, POSTAL_WIDE, REGULARIZED
 
-    register(REGULARIZED)
-    register(POSTAL)
+    for recipe in (REGULARIZED, POSTAL, POSTAL_DEEP, POSTAL_WIDE):
+        register(recipe)

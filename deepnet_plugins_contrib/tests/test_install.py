@@ -135,7 +135,7 @@ def test_contrib_installs_lists_and_uninstalls_cleanly(wheels, tmp_path):
     contrib = {(r["kind"], r["name"]): r for r in records if r["distribution"] == CONTRIB}
     mine = {("optimizer", "adam"), ("activation", "gelu"), ("regularizer", "l2")}
     mine |= {("schedule", "step"), ("callback", "early_stopping"), ("layer", "dropout")}
-    mine |= {("recipe", "regularized"), ("recipe", "postal")}
+    mine |= {("recipe", name) for name in ("regularized", "postal", "postal_deep", "postal_wide")}
     assert mine <= set(contrib)
     # The built-in recipes come through deepnet's own entry point in a real install.
     default = next(r for r in records if (r["kind"], r["name"]) == ("recipe", "default"))

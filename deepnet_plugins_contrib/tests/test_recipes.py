@@ -13,7 +13,9 @@ from deepnet.core import plugins
 from deepnet.core.data import Dataset
 from deepnet.recipes import get_recipe, run_recipe
 from deepnet.testing import assert_conforms
-from deepnet_plugins_contrib.recipes import POSTAL, REGULARIZED
+from deepnet_plugins_contrib.recipes import POSTAL, POSTAL_DEEP, POSTAL_WIDE, REGULARIZED
+
+RECIPES = [REGULARIZED, POSTAL, POSTAL_DEEP, POSTAL_WIDE]
 
 #: contrib.layers registers the recipes: its entry point, or the module loaded in-process.
 LAYERS_PLUGIN = ("contrib.layers", "deepnet_plugins_contrib.layers")
@@ -44,7 +46,30 @@ def test_postal_is_regularized_with_affine_distortions_of_the_raw_pixels():
     assert sum(model.count_params()) == sum(REGULARIZED.model().build((784,)).count_params())
 
 
-@pytest.mark.parametrize("recipe", [REGULARIZED, POSTAL], ids=lambda r: r.name)
+def spec_names(recipe) -> list[str]:
+    """The registered names of the layers of ``recipe``'s model."""
+    model = recipe.model().build((784,), seed=0)
+    return [plugins.get_registry().spec_of(layer) for layer in model.layers]
+
+
+def test_the_postal_variants_differ_from_postal_in_their_convolutions_only():
+    block = ["conv2d", "batch_norm", "conv2d", "max_pool2d", "batch_norm"]
+    head = ["flatten", "dense", "dropout", "dense"]
+    assert spec_names(POSTAL_DEEP) == ["random_affine", "reshape", *block, *block, *head]
+    convs = [(32, 1), (32, 32), (64, 32), (64, 64)]  # (filters, channels in) of the 3x3 kernels
+    bns, dense = 2 * (32 + 32 + 64 + 64), (64 * 4 * 4) * 128 + 128 + 1290
+    deep = POSTAL_DEEP.model().build((784,), seed=0)
+    assert sum(deep.count_params()) == sum(f * c * 9 + f for f, c in convs) + bns + dense
+    assert spec_names(POSTAL_WIDE) == spec_names(POSTAL)
+    wide = POSTAL_WIDE.model().build((784,), seed=0)
+    convs = 48 * 49 + 48 + 96 * 48 * 9 + 96 + 2 * (48 + 96)
+    assert sum(wide.count_params()) == convs + (96 * 4 * 4) * 256 + 256 + 2570
+    for recipe in (POSTAL_DEEP, POSTAL_WIDE):
+        same = ("augment", "optimizer", "lr", "schedule", "epochs", "batch_size", "extra_layers")
+        assert all(getattr(recipe, f) == getattr(POSTAL, f) for f in same)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.name)
 def test_recipes_are_registered_by_contrib_layers_and_conform(registry, recipe):
     entry = registry.lookup("recipe", recipe.name)
     assert entry.factory is recipe and entry.provenance.plugin in LAYERS_PLUGIN
@@ -91,7 +116,7 @@ def test_train_postal_from_the_command_line(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", [REGULARIZED, POSTAL], ids=lambda r: r.name)
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda r: r.name)
 def test_cnn_recipes_learn_from_a_small_subset(mnist_subset, recipe):
     _, summary = run_recipe(recipe, mnist_subset, epochs=2)
     assert summary["dev_accuracy"] > 0.8
