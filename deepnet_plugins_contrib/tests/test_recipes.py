@@ -52,7 +52,7 @@ def spec_names(recipe) -> list[str]:
     return [plugins.get_registry().spec_of(layer) for layer in model.layers]
 
 
-def test_the_postal_variants_differ_from_postal_in_their_convolutions_only():
+def test_the_postal_variants_architectures_and_training_are_postals_but_for_the_layers():
     block = ["conv2d", "batch_norm", "conv2d", "max_pool2d", "batch_norm"]
     head = ["flatten", "dense", "dropout", "dense"]
     assert spec_names(POSTAL_DEEP) == ["random_affine", "reshape", *block, *block, *head]
