@@ -1,8 +1,8 @@
 """Where codes are lost: the synthetic strips read again, their wrong codes sorted by cause.
 
 Composes the strips `deepnet postal synth --count N --seed S` writes (the same pictures, with
-the true boxes and MNIST digits the PNGs leave out), reads them with MODEL (several: averaged,
-as `--with`), and sorts every wrong code into one of three kinds:
+the true boxes and MNIST digits the PNGs leave out), reads them with MODEL (several: pooled as
+`--with` pools them, see `--combine`), and sorts every wrong code into one of three kinds:
 
 - ``cut wrong``: some read box is off its true box (centre outside it, overlap under 60%, or
   a left or right edge more than 0.15 of its height away);
@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from deepnet.cli import load_model
+from deepnet.ensemble import COMBINE
 from deepnet.postal import CodeRead, CodeReader
 from deepnet.postal_cut import matches
 from deepnet.postal_set import Strip, accepted, compose_set, mnist_test_digits
@@ -61,14 +62,16 @@ def kind(read: CodeRead, strip: Strip, alone: np.ndarray) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, collections.Counter]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help="digit models (.npz); several are averaged")
+    parser.add_argument("models", nargs="+", help="digit models (.npz); several are pooled")
     parser.add_argument("--count", type=int, default=1000, help="strips, as postal synth's")
     parser.add_argument("--seed", type=int, default=11, help="as postal synth's")
     parser.add_argument("--reject", type=float, default=0.1, help="share of codes rejected")
     parser.add_argument("--jobs", type=int, default=2, help="processes cutting the strips")
+    parser.add_argument("--combine", choices=COMBINE, default=COMBINE[0], help="as postal eval's")
     args = parser.parse_args(argv)
     strips = list(compose_set(args.count, seed=args.seed))
-    reader = CodeReader([load_model(m) for m in args.models], expect_digits=len(strips[0].code))
+    models = [load_model(m) for m in args.models]
+    reader = CodeReader(models, expect_digits=len(strips[0].code), combine=args.combine)
     reads = reader.read_many([s.picture for s in strips], jobs=args.jobs)
     images, _ = mnist_test_digits()
     alone = reader.score(images).argmax(axis=1)

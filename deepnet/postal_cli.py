@@ -27,7 +27,7 @@ def predict_codes(
     debug_dir: str | None,
     normalize: str | None,
     as_json: bool,
-    combine: str = "geometric",
+    combine: str,
 ) -> None:
     """``deepnet predict --code``: read the code in each picture and print it."""
     from deepnet.cli import UserError, emit_json

@@ -99,7 +99,7 @@ def test_postal_errors_sort_every_code_into_one_kind(errors, tmp_path, capsys):
 
     Model([Dense(10, "softmax")]).build((784,), seed=0).save(tmp_path / "m.npz")
     args = [str(tmp_path / "m.npz"), "--count", "6", "--seed", "3", "--jobs", "1"]
-    counts = errors.main([*args, "--reject", "0.5"])
+    counts = errors.main([*args, "--reject", "0.5", "--combine", "mean"])
     assert sum(counts["all"].values()) == 6 and sum(counts["accepted"].values()) == 3
     out = capsys.readouterr().out
     for k in errors.KINDS:

@@ -562,10 +562,12 @@ def test_cli_reads_with_an_ensemble(test_digits, model, other_model, tmp_path):
     np.save(digit, test_digits[0][:1])
     one = json.loads(invoke("predict", path, digit, "--json").output)[0]["probabilities"]
     two = json.loads(invoke("predict", other, digit, "--json").output)[0]["probabilities"]
+    pooled = {c: pool([np.array([one]), np.array([two])], c)[0] for c in ("geometric", "mean")}
+    assert not np.allclose(pooled["geometric"], pooled["mean"], rtol=1e-5)  # told apart below
     for combine in ("", "geometric", "mean"):
         flag = ("--combine", combine) if combine else ()
         ens = invoke("predict", path, digit, "--with", other, *flag, "--json")
-        expected = pool([np.array([one]), np.array([two])], combine or "geometric")[0]
+        expected = pooled[combine or "geometric"]
         np.testing.assert_allclose(json.loads(ens.output)[0]["probabilities"], expected, 1e-5)
     invoke("postal", "synth", tmp_path / "set", "--count", 4, "--seed", 2)
     result = invoke("postal", "eval", path, tmp_path / "set", "--with", other, "--json").output
